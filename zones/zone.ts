@@ -1,0 +1,64 @@
+// The compiled, immutable zone database: what zones/ produces and the answer
+// engine in server/answer reads. Nothing here is mutated after compilation, so
+// a snapshot can be swapped atomically while queries run.
+
+export interface RRset {
+  /** Owner name key, lowercased. */
+  readonly owner: string;
+  readonly type: number;
+  readonly ttl: number;
+  /** Uncompressed wire rdata, duplicates removed, in zone-file order. */
+  readonly rdatas: readonly Uint8Array[];
+}
+
+export interface ZoneNode {
+  readonly owner: string;
+  /** Empty for an empty non-terminal (a name that exists only because names below it do). */
+  readonly rrsets: ReadonlyMap<number, RRset>;
+  /** True when this node holds NS records and is not the apex: a delegation point. */
+  readonly isCut: boolean;
+}
+
+export interface Zone {
+  /** Origin name key, lowercased. */
+  readonly origin: string;
+  /** Every owner name in the zone and every empty non-terminal, including occluded data and glue below cuts. */
+  readonly nodes: ReadonlyMap<string, ZoneNode>;
+  readonly soa: RRset;
+  /** min(SOA TTL, SOA MINIMUM): the TTL of the SOA in negative answers (RFC 2308 section 5). */
+  readonly negativeTtl: number;
+  /** Where the zone came from, for logs: a file path or "<config>". */
+  readonly source: string;
+}
+
+export interface ListenAddress {
+  readonly host: string;
+  readonly port: number;
+}
+
+export interface TcpSettings {
+  readonly idleTimeoutMs: number;
+  readonly maxConnections: number;
+  readonly maxConnectionsPerClient: number;
+  /** Bytes a connection may hold unanswered (read side) or unsent (write side) before it is closed. */
+  readonly maxBufferedBytes: number;
+  readonly maxQueriesPerConnection: number;
+}
+
+export interface ServerSettings {
+  readonly listen: readonly ListenAddress[];
+  /** EDNS UDP payload size we advertise and the most we send over UDP (RFC 6891; 1232 per DNS Flag Day 2020). */
+  readonly udpPayload: number;
+  readonly tcp: TcpSettings;
+  /** CHAOS TXT answers for version.bind / id.server (and version.server / hostname.bind); absent = REFUSED. */
+  readonly chaos?: { readonly version?: string; readonly identity?: string };
+}
+
+export interface CompiledConfig {
+  readonly file: string;
+  /** sha256 of the config file and every zone file it loaded, hex. */
+  readonly hash: string;
+  readonly server: ServerSettings;
+  /** Zones by origin key. */
+  readonly zones: ReadonlyMap<string, Zone>;
+}
