@@ -1,0 +1,197 @@
+// The lookup algorithm of RFC 1034 section 4.3.2, with wildcards per RFC 4592
+// and negative answers per RFC 2308. Pure: (question, snapshot) → sections.
+// It never encodes; respond.ts turns the result into bytes.
+
+import { CLASS, RCODE, TYPE } from '../wire/constants.js';
+import { parentKey, readUncompressedName, lowerKey, wildcardOf } from '../wire/name.js';
+import type { RRset, Zone, ZoneNode } from '../../zones/zone.js';
+import type { Snapshot } from './snapshot.js';
+
+export interface Entry {
+  /** The owner to write: the RRset's own, or the query name for wildcard synthesis. */
+  readonly owner: string;
+  readonly rrset: RRset;
+}
+
+export interface Answer {
+  rcode: number;
+  aa: boolean;
+  cls: number;
+  readonly answer: Entry[];
+  readonly authority: Entry[];
+  readonly additional: Entry[];
+  /**
+   * Additional records that must fit or set TC (RFC 9471: in-domain glue of a
+   * referral). The others are dropped silently when they do not fit.
+   */
+  requiredAdditional: number;
+  /** The answer depends only on (qname, qtype) hitting an existing node, so it may be memoised. */
+  cacheable: boolean;
+}
+
+/** CNAME chains longer than this stop: a loop or a misconfiguration, not a real need. */
+const MAX_CHAIN = 8;
+
+/** Most specific zone containing `qname`, or undefined. */
+export function findZone(snap: Snapshot, qname: string): Zone | undefined {
+  for (let k: string | undefined = qname; k !== undefined; k = parentKey(k)) {
+    const z = snap.zones.get(k);
+    if (z !== undefined) return z;
+  }
+  return undefined;
+}
+
+function newAnswer(rcode: number, aa: boolean, cls: number = CLASS.IN): Answer {
+  return { rcode, aa, cls, answer: [], authority: [], additional: [], requiredAdditional: 0, cacheable: false };
+}
+
+export function resolve(snap: Snapshot, qname: string, qtype: number, qclass: number): Answer {
+  if (qclass === CLASS.CH) return resolveChaos(snap, qname, qtype);
+  if (qclass !== CLASS.IN && qclass !== CLASS.ANY) return newAnswer(RCODE.REFUSED, false);
+  const zone = findZone(snap, qname);
+  if (zone === undefined) return newAnswer(RCODE.REFUSED, false);
+  const ans = newAnswer(RCODE.NOERROR, true);
+  ans.cacheable = true;
+  lookup(snap, zone, qname, qtype, ans, new Set([qname]));
+  return ans;
+}
+
+function resolveChaos(snap: Snapshot, qname: string, qtype: number): Answer {
+  const rr = snap.chaos.get(qname);
+  if (rr === undefined) return newAnswer(RCODE.REFUSED, false, CLASS.CH);
+  const ans = newAnswer(RCODE.NOERROR, true, CLASS.CH);
+  if (qtype === TYPE.TXT || qtype === TYPE.ANY) ans.answer.push({ owner: qname, rrset: rr });
+  return ans;
+}
+
+/** The highest delegation point strictly below the apex on the path to `qname`, if any. */
+function findCut(zone: Zone, qname: string): ZoneNode | undefined {
+  let cut: ZoneNode | undefined;
+  for (let k: string | undefined = qname; k !== undefined && k.length > zone.origin.length; k = parentKey(k)) {
+    const n = zone.nodes.get(k);
+    if (n?.isCut) cut = n;
+  }
+  return cut;
+}
+
+function lookup(snap: Snapshot, zone: Zone, qname: string, qtype: number, ans: Answer, seen: Set<string>): void {
+  const cut = findCut(zone, qname);
+  // DS lives on the parent side of a cut (RFC 4035 3.1.4.1); everything else at or below is the child's.
+  if (cut !== undefined && !(cut.owner === qname && qtype === TYPE.DS)) {
+    referral(zone, cut, ans);
+    return;
+  }
+
+  let node = zone.nodes.get(qname);
+  if (node === undefined) {
+    // RFC 4592 4.1: the closest encloser is the longest existing ancestor (empty non-terminals count);
+    // only a wildcard directly below it may match.
+    let ce = parentKey(qname)!;
+    while (!zone.nodes.has(ce)) ce = parentKey(ce)!;
+    node = zone.nodes.get(wildcardOf(ce));
+    ans.cacheable = false;
+    if (node === undefined) {
+      ans.rcode = RCODE.NXDOMAIN;
+      ans.authority.push({ owner: zone.origin, rrset: snap.negativeSoa.get(zone.origin)! });
+      return;
+    }
+  }
+
+  const rrsets = node.rrsets;
+  if (qtype === TYPE.ANY) {
+    // RFC 8482 4.1: answer with one RRset of the node, not all of them.
+    const first = rrsets.values().next();
+    if (first.done === true) nodata(snap, zone, ans);
+    else ans.answer.push({ owner: qname, rrset: first.value });
+    return;
+  }
+
+  const cname = rrsets.get(TYPE.CNAME);
+  if (cname !== undefined && qtype !== TYPE.CNAME) {
+    ans.answer.push({ owner: qname, rrset: cname });
+    const target = lowerKey(readUncompressedName(cname.rdatas[0]!, 0).key);
+    if (seen.has(target) || seen.size >= MAX_CHAIN) return;
+    seen.add(target);
+    const next = findZone(snap, target);
+    // A target outside our zones is the resolver's job: the CNAME goes alone.
+    if (next !== undefined) lookup(snap, next, target, qtype, ans, seen);
+    return;
+  }
+
+  const rrset = rrsets.get(qtype);
+  if (rrset === undefined) {
+    nodata(snap, zone, ans);
+    return;
+  }
+  ans.answer.push({ owner: qname, rrset });
+  addTargetAddresses(snap, ans, rrset);
+}
+
+function nodata(snap: Snapshot, zone: Zone, ans: Answer): void {
+  ans.authority.push({ owner: zone.origin, rrset: snap.negativeSoa.get(zone.origin)! });
+}
+
+function referral(zone: Zone, cut: ZoneNode, ans: Answer): void {
+  const ns = cut.rrsets.get(TYPE.NS)!;
+  // AA describes the first owner in the answer; a referral met after a CNAME keeps it.
+  if (ans.answer.length === 0) ans.aa = false;
+  ans.authority.push({ owner: cut.owner, rrset: ns });
+  for (const rdata of ns.rdatas) {
+    const target = lowerKey(readUncompressedName(rdata, 0).key);
+    const glueNode = zone.nodes.get(target);
+    if (glueNode === undefined) continue;
+    for (const t of [TYPE.A, TYPE.AAAA]) {
+      const rr = glueNode.rrsets.get(t);
+      if (rr !== undefined && !hasEntry(ans.additional, target, t)) {
+        ans.additional.push({ owner: target, rrset: rr });
+        // Glue under the cut is what makes the delegation usable at all (RFC 9471 section 3).
+        if (isBelow(target, cut.owner)) ans.requiredAdditional = ans.additional.length;
+      }
+    }
+  }
+}
+
+function isBelow(name: string, ancestor: string): boolean {
+  for (let k: string | undefined = name; k !== undefined; k = parentKey(k)) if (k === ancestor) return true;
+  return false;
+}
+
+function hasEntry(list: readonly Entry[], owner: string, type: number): boolean {
+  for (const e of list) if (e.owner === owner && e.rrset.type === type) return true;
+  return false;
+}
+
+/** Offset of the target name inside each type's rdata, for additional-section processing. */
+function targetOffset(type: number): number {
+  switch (type) {
+    case TYPE.NS:
+      return 0;
+    case TYPE.MX:
+      return 2;
+    case TYPE.SRV:
+      return 6;
+    default:
+      return -1;
+  }
+}
+
+/**
+ * RFC 1034 3.6 / RFC 2782: addresses of MX, SRV and NS targets that we are
+ * authoritative for, so the resolver need not ask again. Not synthesised from
+ * wildcards and not taken from below a cut (that data is not ours to give).
+ */
+function addTargetAddresses(snap: Snapshot, ans: Answer, rrset: RRset): void {
+  const off = targetOffset(rrset.type);
+  if (off < 0) return;
+  for (const rdata of rrset.rdatas) {
+    const target = lowerKey(readUncompressedName(rdata, off).key);
+    const zone = findZone(snap, target);
+    if (zone === undefined || findCut(zone, target) !== undefined) continue;
+    const node = zone.nodes.get(target);
+    if (node === undefined) continue;
+    for (const t of [TYPE.A, TYPE.AAAA]) {
+      const rr = node.rrsets.get(t);
+      if (rr !== undefined && !hasEntry(ans.additional, target, t)) ans.additional.push({ owner: target, rrset: rr });
+    }
+  }
+}

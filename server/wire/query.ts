@@ -1,0 +1,170 @@
+// Parses what an authoritative server needs from a query and nothing more:
+// the header, the single question, and the OPT record. One pass, bounded by
+// the packet length (every loop advances the offset), no object per label.
+// Anything a client sends either parses, earns FORMERR/NOTIMP, or is dropped.
+
+import { OPCODE, TYPE } from './constants.js';
+
+export interface Edns {
+  /** Requestor's UDP payload size, raised to 512 when smaller (RFC 6891 6.2.3). */
+  readonly payload: number;
+  readonly version: number;
+  readonly dnssecOk: boolean;
+}
+
+export interface Query {
+  readonly kind: 'query';
+  readonly id: number;
+  readonly opcode: number;
+  /** The query's second flags byte is not needed; these are the bits we copy. */
+  readonly rd: boolean;
+  readonly cd: boolean;
+  /** Lowercased name key of the question. */
+  readonly qname: string;
+  readonly qtype: number;
+  readonly qclass: number;
+  /** Offset just after the question (header 12 + name + 4). */
+  readonly questionEnd: number;
+  readonly edns: Edns | undefined;
+}
+
+/** The header parsed but the rest is not acceptable: answer with this rcode. */
+export interface QueryError {
+  readonly kind: 'error';
+  readonly id: number;
+  readonly opcode: number;
+  readonly rd: boolean;
+  readonly cd: boolean;
+  readonly rcode: number;
+  /** End of the question when it parsed (so it can be echoed), else 0. */
+  readonly questionEnd: number;
+  readonly edns: Edns | undefined;
+  readonly reason: string;
+}
+
+/** Not worth an answer: too short to carry an ID, or a response (QR=1), which would invite loops. */
+export interface QueryDrop {
+  readonly kind: 'drop';
+  readonly reason: string;
+}
+
+export type ParsedQuery = Query | QueryError | QueryDrop;
+
+const FORMERR = 1;
+const NOTIMP = 4;
+
+/**
+ * Reads the question name at offset 12: labels only, no compression (a
+ * pointer in the first name can only point into the header). Returns the
+ * lowercased key and end offset, or -1.
+ */
+function readQuestionName(msg: Uint8Array, end: number): { key: string; next: number } | undefined {
+  let i = 12;
+  let key = '';
+  for (;;) {
+    if (i >= end) return undefined;
+    const len = msg[i]!;
+    if (len === 0) {
+      key += '\x00';
+      i++;
+      break;
+    }
+    if (len > 63) return undefined; // compression pointer or reserved label type
+    if (i + 1 + len > end) return undefined;
+    key += String.fromCharCode(len);
+    for (let j = i + 1, stop = i + 1 + len; j < stop; j++) {
+      const c = msg[j]!;
+      key += String.fromCharCode(c >= 0x41 && c <= 0x5a ? c + 32 : c);
+    }
+    i += 1 + len;
+    if (key.length > 255) return undefined;
+  }
+  if (key.length > 255) return undefined;
+  return { key, next: i };
+}
+
+/** Skips a possibly compressed name; returns the offset after it or -1. Pointers are not followed, so no loop is possible. */
+function skipName(msg: Uint8Array, offset: number, end: number): number {
+  let i = offset;
+  for (;;) {
+    if (i >= end) return -1;
+    const len = msg[i]!;
+    if (len === 0) return i + 1;
+    if ((len & 0xc0) === 0xc0) return i + 2 <= end ? i + 2 : -1;
+    if (len > 63) return -1;
+    i += 1 + len;
+  }
+}
+
+export function parseQuery(msg: Uint8Array, length: number = msg.length): ParsedQuery {
+  if (length < 12) return { kind: 'drop', reason: 'shorter than a header' };
+  const id = (msg[0]! << 8) | msg[1]!;
+  const b2 = msg[2]!;
+  if (b2 & 0x80) return { kind: 'drop', reason: 'QR set' };
+  const opcode = (b2 >> 3) & 0x0f;
+  const rd = (b2 & 0x01) !== 0;
+  const cd = (msg[3]! & 0x10) !== 0;
+  const qdcount = (msg[4]! << 8) | msg[5]!;
+  const ancount = (msg[6]! << 8) | msg[7]!;
+  const nscount = (msg[8]! << 8) | msg[9]!;
+  const arcount = (msg[10]! << 8) | msg[11]!;
+
+  const fail = (rcode: number, reason: string, questionEnd = 0, edns?: Edns): QueryError => ({
+    kind: 'error',
+    id,
+    opcode,
+    rd,
+    cd,
+    rcode,
+    questionEnd,
+    edns,
+    reason,
+  });
+
+  if (qdcount !== 1) {
+    return fail(opcode === OPCODE.QUERY ? FORMERR : NOTIMP, `QDCOUNT ${qdcount}`);
+  }
+  const q = readQuestionName(msg, length);
+  if (q === undefined || q.next + 4 > length) return fail(FORMERR, 'question does not parse');
+  const qtype = (msg[q.next]! << 8) | msg[q.next + 1]!;
+  const qclass = (msg[q.next + 2]! << 8) | msg[q.next + 3]!;
+  const questionEnd = q.next + 4;
+
+  // Walk answer and authority only to reach the additional section.
+  let i = questionEnd;
+  const rrTotal = ancount + nscount + arcount;
+  let edns: Edns | undefined;
+  let optCount = 0;
+  for (let n = 0; n < rrTotal; n++) {
+    const nameStart = i;
+    i = skipName(msg, i, length);
+    if (i < 0 || i + 10 > length) return fail(FORMERR, 'record does not parse', questionEnd, edns);
+    const type = (msg[i]! << 8) | msg[i + 1]!;
+    const rdlen = (msg[i + 8]! << 8) | msg[i + 9]!;
+    const rdStart = i + 10;
+    if (rdStart + rdlen > length) return fail(FORMERR, 'rdata runs past the end', questionEnd, edns);
+    if (type === TYPE.OPT) {
+      if (n < ancount + nscount) return fail(FORMERR, 'OPT outside the additional section', questionEnd, edns);
+      optCount++;
+      if (optCount > 1) return fail(FORMERR, 'more than one OPT record', questionEnd, undefined);
+      if (msg[nameStart] !== 0) return fail(FORMERR, 'OPT owner is not the root', questionEnd, undefined);
+      // Options are TLVs; a length that overruns the rdata is malformed (RFC 6891 6.1.2).
+      for (let o = rdStart; o < rdStart + rdlen; ) {
+        if (o + 4 > rdStart + rdlen) return fail(FORMERR, 'truncated EDNS option', questionEnd, undefined);
+        const olen = (msg[o + 2]! << 8) | msg[o + 3]!;
+        o += 4 + olen;
+        if (o > rdStart + rdlen) return fail(FORMERR, 'EDNS option overruns OPT', questionEnd, undefined);
+      }
+      const payload = (msg[i + 2]! << 8) | msg[i + 3]!;
+      edns = {
+        payload: payload < 512 ? 512 : payload,
+        version: msg[i + 5]!,
+        dnssecOk: (msg[i + 6]! & 0x80) !== 0,
+      };
+    }
+    i = rdStart + rdlen;
+  }
+
+  if (opcode !== OPCODE.QUERY) return fail(NOTIMP, `opcode ${opcode}`, questionEnd, edns);
+  return { kind: 'query', id, opcode, rd, cd, qname: q.key, qtype, qclass, questionEnd, edns };
+}
