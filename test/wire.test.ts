@@ -4,6 +4,7 @@ import { parseQuery } from '../server/wire/query.js';
 import { MessageWriter } from '../server/wire/writer.js';
 import { parseName } from '../server/wire/name.js';
 import { TYPE } from '../server/wire/constants.js';
+import { encodeQuery } from './helpers/dnsclient.js';
 
 function query(name: string, type: dnsPacket.RecordType = 'A', extra: Partial<dnsPacket.Packet> = {}): Buffer {
   return dnsPacket.encode({ type: 'query', id: 4660, flags: dnsPacket.RECURSION_DESIRED, questions: [{ type, name, class: 'IN' }], ...extra });
@@ -21,9 +22,7 @@ t.test('parses a plain query, lowercasing the name key', async (t) => {
 });
 
 t.test('parses EDNS: payload floor of 512, version, DO', async (t) => {
-  const withOpt = query('a.test', 'AAAA', {
-    additionals: [{ type: 'OPT', name: '.', udpPayloadSize: 100, extendedRcode: 0, ednsVersion: 1, flags: dnsPacket.DNSSEC_OK, options: [] }],
-  });
+  const withOpt = encodeQuery({ qname: 'a.test', qtype: 'AAAA', edns: { udpPayload: 100, version: 1, do: true } });
   const q = parseQuery(withOpt);
   if (q.kind !== 'query') throw new Error(q.kind);
   t.same(q.edns, { payload: 512, version: 1, dnssecOk: true });
@@ -49,17 +48,13 @@ t.test('rejects what must be rejected', async (t) => {
   notify[2] = (4 << 3) | (notify[2]! & 0x87);
   t.match(parseQuery(notify), { kind: 'error', rcode: 4 }, 'NOTIFY is NOTIMP');
 
-  const twoOpt = query('a.test', 'A', {
-    additionals: [
-      { type: 'OPT', name: '.', udpPayloadSize: 1232, extendedRcode: 0, ednsVersion: 0, flags: 0, options: [] },
-      { type: 'OPT', name: '.', udpPayloadSize: 1232, extendedRcode: 0, ednsVersion: 0, flags: 0, options: [] },
-    ],
-  });
+  const oneOpt = encodeQuery({ qname: 'a.test', qtype: 'A', edns: {} });
+  // Append a second copy of the 11-octet OPT record and bump ARCOUNT.
+  const twoOpt = Buffer.concat([oneOpt, oneOpt.subarray(oneOpt.length - 11)]);
+  twoOpt.writeUInt16BE(2, 10);
   t.match(parseQuery(twoOpt), { kind: 'error', rcode: 1, reason: /more than one OPT/ });
 
-  const q = query('a.test', 'A', {
-    additionals: [{ type: 'OPT', name: '.', udpPayloadSize: 1232, extendedRcode: 0, ednsVersion: 0, flags: 0, options: [{ code: 10, data: Buffer.alloc(8) }] }],
-  });
+  const q = encodeQuery({ qname: 'a.test', qtype: 'A', edns: { options: [{ code: 10, data: Buffer.alloc(8) }] } });
   q.writeUInt16BE(200, q.length - 10); // option length now overruns the OPT rdata
   t.match(parseQuery(q), { kind: 'error', rcode: 1, reason: /option/ });
 
