@@ -1,0 +1,147 @@
+// Configuration file to CompiledConfig: read the YAML, read and parse every zone
+// it names, compile. A configuration with any error is refused as a whole, and
+// the refusal lists every error across the config and all its zone files, so a
+// reload either swaps in a complete, checked snapshot or changes nothing.
+
+import { readFile } from 'node:fs/promises';
+import { dirname, isAbsolute, join } from 'node:path';
+import type { CompiledConfig } from './zone.js';
+import type { ZoneRecord } from './record.js';
+import { ConfigError, ConfigErrors, absolute, formatPath, parseConfig, type ParsedConfig, type RawZone } from './config.js';
+import { compileConfig, type LoadedZone } from './compile.js';
+import { parseMasterFileCollect, ZoneFileError, ZoneFileErrors } from './masterfile.js';
+import { parseTtl } from './rdata-text.js';
+import { DnsError } from '../server/wire/errors.js';
+import { lowerKey, parseName } from '../server/wire/name.js';
+
+/** TTL of records written in the config without one when the zone sets no `ttl`; Knot DNS's default $TTL. */
+export const DEFAULT_RECORD_TTL = 3600;
+
+export interface LoadResult {
+  config: CompiledConfig;
+  /** Formatted "FILE:LINE: message" lines for accepted-but-suspicious data. */
+  warnings: string[];
+}
+
+/** Loads and checks a configuration. Throws ConfigErrors listing every problem found. */
+export async function loadConfig(path: string): Promise<LoadResult> {
+  let configBytes: Buffer;
+  try {
+    configBytes = await readFile(path);
+  } catch (e) {
+    throw new ConfigErrors([new ConfigError(`cannot read configuration file: ${ioReason(e)}`, { file: path })]);
+  }
+  const parsed = parseConfig(configBytes.toString('utf8'), path);
+
+  // Zones load concurrently, each into its own error list, so the report keeps config order.
+  const loads = await Promise.all(
+    parsed.raw.zones.map(async (rz, i) => {
+      const errors: ConfigError[] = [];
+      const zone = await loadZone(parsed, rz, i, errors);
+      return { zone: errors.length ? undefined : zone, errors };
+    }),
+  );
+  const errors = loads.flatMap((l) => l.errors);
+  const zones = loads.map((l) => l.zone);
+  const result = compileConfig(parsed.raw, path, { configBytes, zones, locate: parsed.locate });
+  errors.push(...result.errors);
+  if (errors.length || !result.value) throw new ConfigErrors(byFileThenLine(errors, path, parsed.raw.zones, zones));
+  return { config: result.value, warnings: result.warnings.map((w) => w.message) };
+}
+
+// Problems go into `errors`, which belongs to this zone alone. A zone with any
+// is not compiled: that would only add echoes (a bad SOA line would also be
+// reported as "no SOA").
+async function loadZone(parsed: ParsedConfig, rz: RawZone, i: number, errors: ConfigError[]): Promise<LoadedZone | undefined> {
+  const configFile = parsed.file;
+  const at = (path: (string | number)[], key = false): { file: string; line: number; column: number; path: string } => {
+    const pos = key ? parsed.locateKey(path) : parsed.locate(path);
+    return { file: configFile, line: pos.line, column: pos.column, path: formatPath(path) };
+  };
+  const origin = lowerKey(parseName(absolute(rz.origin)));
+
+  let zoneTtl: number | undefined;
+  if (rz.ttl !== undefined) {
+    try {
+      zoneTtl = typeof rz.ttl === 'number' ? rz.ttl : parseTtl(rz.ttl);
+    } catch (e) {
+      errors.push(new ConfigError(dnsMessage(e), at(['zones', i, 'ttl'])));
+    }
+  }
+
+  if (rz.file !== undefined) {
+    const file = isAbsolute(rz.file) ? rz.file : join(dirname(configFile), rz.file);
+    let bytes: Buffer;
+    try {
+      bytes = await readFile(file);
+    } catch (e) {
+      errors.push(new ConfigError(`cannot read zone file ${file}: ${ioReason(e)}`, at(['zones', i, 'file'], true)));
+      return undefined;
+    }
+    const opts = zoneTtl === undefined ? { origin, file } : { origin, file, defaultTtl: zoneTtl };
+    const r = parseMasterFileCollect(bytes.toString('utf8'), opts);
+    errors.push(...r.errors.map(fromZoneFileError));
+    return { records: r.records, source: file, bytes };
+  }
+
+  const records: ZoneRecord[] = [];
+  (rz.records ?? []).forEach((item, j) => {
+    const path = ['zones', i, 'records', j];
+    const firstLine = parsed.locate(path).line;
+    // An object record becomes one master-file line so that both forms share one
+    // parser and one set of rules and messages.
+    const text = typeof item === 'string' ? item : [item.name, item.ttl ?? '', 'IN', item.type, item.data].join(' ');
+    const r = parseMasterFileCollect(text, { origin, file: configFile, defaultTtl: zoneTtl ?? DEFAULT_RECORD_TTL, firstLine });
+    records.push(...r.records);
+    for (const e of r.errors) errors.push(new ConfigError(e.detail, { file: configFile, line: e.line, path: formatPath(path) }));
+  });
+  return { records, source: '<config>' };
+}
+
+// Groups the report the way an operator works through it: the config file first,
+// then each zone file in config order, each from top to bottom.
+function byFileThenLine(errors: ConfigError[], configFile: string, raw: readonly RawZone[], loaded: readonly (LoadedZone | undefined)[]): ConfigError[] {
+  const rank = new Map<string, number>([[configFile, 0]]);
+  const dir = dirname(configFile);
+  raw.forEach((rz, i) => {
+    const file = loaded[i]?.source ?? (rz.file === undefined ? undefined : isAbsolute(rz.file) ? rz.file : join(dir, rz.file));
+    if (file !== undefined && !rank.has(file)) rank.set(file, rank.size);
+  });
+  const r = (e: ConfigError): number => rank.get(e.file) ?? rank.size;
+  return errors
+    .map((e, i) => ({ e, i }))
+    .sort((a, b) => r(a.e) - r(b.e) || a.e.line - b.e.line || a.i - b.i)
+    .map(({ e }) => e);
+}
+
+function fromZoneFileError(e: ZoneFileError): ConfigError {
+  return new ConfigError(e.detail, { file: e.file, line: e.line });
+}
+
+function dnsMessage(e: unknown): string {
+  if (e instanceof DnsError) return e.message;
+  throw e;
+}
+
+function ioReason(e: unknown): string {
+  const err = e as NodeJS.ErrnoException;
+  switch (err.code) {
+    case 'ENOENT':
+      return 'no such file';
+    case 'EACCES':
+      return 'permission denied';
+    case 'EISDIR':
+      return 'is a directory';
+    default:
+      return err.message ?? String(e);
+  }
+}
+
+/** Human-readable text for any error loadConfig (or the parsers under it) can throw, for the CLI. */
+export function formatErrors(err: unknown): string {
+  if (err instanceof ConfigErrors) return err.message;
+  if (err instanceof ConfigError || err instanceof ZoneFileError) return err.message;
+  if (err instanceof ZoneFileErrors) return err.message;
+  if (err instanceof Error) return `${err.name}: ${err.message}`;
+  return String(err);
+}
