@@ -55,9 +55,9 @@ t.test('IPv6 listener on ::1, UDP and TCP', async (t) => {
   const port = server.addresses.udp[0]!.port;
   t.equal(server.addresses.tcp[0]!.port, port, 'UDP and TCP share the port');
   const udp = dnsPacket.decode(await sendUdp6(port, www()));
-  t.same(udp.answers?.map((a) => a.data), ['192.0.2.10']);
+  t.same(udp.answers?.map((a) => ('data' in a ? a.data : undefined)), ['192.0.2.10']);
   const tcp = dnsPacket.decode(await sendTcp('::1', port, www(), 2000));
-  t.same(tcp.answers?.map((a) => a.data), ['192.0.2.10']);
+  t.same(tcp.answers?.map((a) => ('data' in a ? a.data : undefined)), ['192.0.2.10']);
 });
 
 async function sendUdp6(port: number, q: Buffer): Promise<Buffer> {
@@ -118,7 +118,7 @@ t.test('TCP limits', async (t) => {
 
   await t.test('after all that, a fresh connection is served', async (t) => {
     const r = dnsPacket.decode(await sendTcp('127.0.0.1', port, www(), 2000));
-    t.same(r.answers?.map((a) => a.data), ['192.0.2.10']);
+    t.same(r.answers?.map((a) => ('data' in a ? a.data : undefined)), ['192.0.2.10']);
   });
 });
 
@@ -137,9 +137,9 @@ t.test('swapping the snapshot while queries run loses none of them', async (t) =
       for (let i = 0; i < 25; i++) {
         try {
           const r = dnsPacket.decode(await sendUdp('127.0.0.1', port, www(), 2000));
-          const data = r.answers?.map((a) => String(a.data)).join(',') ?? '';
+          const data = r.answers?.map((a) => ('data' in a ? String(a.data) : '')).join(',') ?? '';
           seen.add(data);
-          if (r.rcode !== 'NOERROR') failures++;
+          if ((r.flags ?? 0) & 0x0f) failures++; // rcode is the low 4 bits of the flags word
         } catch {
           failures++;
         }

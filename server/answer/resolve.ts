@@ -48,6 +48,9 @@ function newAnswer(rcode: number, aa: boolean, cls: number = CLASS.IN): Answer {
 export function resolve(snap: Snapshot, qname: string, qtype: number, qclass: number): Answer {
   if (qclass === CLASS.CH) return resolveChaos(snap, qname, qtype);
   if (qclass !== CLASS.IN && qclass !== CLASS.ANY) return newAnswer(RCODE.REFUSED, false);
+  // Zone transfers are not served (yet): a NODATA here would look like a valid,
+  // empty transfer to a secondary. REFUSED is what RFC 5936 4.2 and Knot give.
+  if (qtype === TYPE.AXFR || qtype === TYPE.IXFR) return newAnswer(RCODE.REFUSED, false);
   const zone = findZone(snap, qname);
   if (zone === undefined) return newAnswer(RCODE.REFUSED, false);
   const ans = newAnswer(RCODE.NOERROR, true);
