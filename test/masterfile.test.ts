@@ -1,25 +1,15 @@
 import t from 'tap';
-import dnsPacket from 'dns-packet';
 import { parseMasterFile, parseMasterFileCollect, ZoneFileError, ZoneFileErrors, type MasterFileOptions } from '../zones/masterfile.js';
 import { formatRdata } from '../zones/rdata-text.js';
 import { formatName, parseName } from '../server/wire/name.js';
 import { DnsError } from '../server/wire/errors.js';
 import { TYPE } from '../server/wire/constants.js';
 import type { ZoneRecord } from '../zones/record.js';
+import { reference } from './helpers/reference-rdata.js';
 
 const ORIGIN = parseName('example.test.');
 const OPTS: MasterFileOptions = { origin: ORIGIN, file: 'example.zone' };
 
-/** Rdata as dns-packet encodes it (see test/rdata-text.test.ts for the layout). */
-// Omit over a union must distribute, or every member loses its own `data`.
-type AnswerWithoutName = dnsPacket.Answer extends infer A ? (A extends unknown ? Omit<A, 'name'> : never) : never;
-
-function reference(answer: AnswerWithoutName): Buffer {
-  const buf = dnsPacket.encode({ type: 'response', answers: [{ ...answer, name: '.' } as dnsPacket.Answer] });
-  const rdlength = buf.readUInt16BE(21);
-  if (buf.length !== 23 + rdlength) throw new Error('unexpected dns-packet layout');
-  return buf.subarray(23, 23 + rdlength);
-}
 
 /** Compact view of a record for assertions. */
 function show(r: ZoneRecord): string {

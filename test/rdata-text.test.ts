@@ -1,27 +1,13 @@
 import t from 'tap';
-import dnsPacket from 'dns-packet';
 import { formatRdata, parseIPv6, parseRdata, parseTtl, typeFromText, type RdataInput } from '../zones/rdata-text.js';
 import { parseName } from '../server/wire/name.js';
 import { DnsError } from '../server/wire/errors.js';
 import { TYPE } from '../server/wire/constants.js';
+import { reference } from './helpers/reference-rdata.js';
 
 const ORIGIN = parseName('example.test.');
 const q = (text: string): RdataInput => ({ text, quoted: true });
 
-/**
- * Rdata as dns-packet encodes it: a response whose only answer is owned by the
- * root, so the 12-octet header, 1-octet name and 10 octets of type, class, TTL
- * and rdlength put the rdata at offset 23. dns-packet never compresses.
- */
-// Omit over a union must distribute, or every member loses its own `data`.
-type AnswerWithoutName = dnsPacket.Answer extends infer A ? (A extends unknown ? Omit<A, 'name'> : never) : never;
-
-function reference(answer: AnswerWithoutName): Buffer {
-  const buf = dnsPacket.encode({ type: 'response', answers: [{ ...answer, name: '.' } as dnsPacket.Answer] });
-  const rdlength = buf.readUInt16BE(21);
-  if (buf.length !== 23 + rdlength) throw new Error('unexpected dns-packet layout');
-  return buf.subarray(23, 23 + rdlength);
-}
 
 function ours(type: number, fields: readonly RdataInput[]): Buffer {
   return Buffer.from(parseRdata(type, fields, ORIGIN));

@@ -6,21 +6,11 @@
 import { createSocket, type Socket } from 'node:dgram';
 import { randomInt } from 'node:crypto';
 import { isIP, isIPv4, isIPv6 } from 'node:net';
+import { RCODE } from '../../server/wire/constants.js';
 import { CheckerSpecError, classifyError, runCheck, validatePort, validateTimeout, type Checker } from './types.js';
 
-export const RCODES = {
-  NOERROR: 0,
-  FORMERR: 1,
-  SERVFAIL: 2,
-  NXDOMAIN: 3,
-  NOTIMP: 4,
-  REFUSED: 5,
-  YXDOMAIN: 6,
-  YXRRSET: 7,
-  NXRRSET: 8,
-  NOTAUTH: 9,
-  NOTZONE: 10,
-} as const;
+// The IANA registry lives in one place; probes read it, never copy it.
+export const RCODES = RCODE;
 export type RcodeName = keyof typeof RCODES;
 
 export const QTYPES = { A: 1, NS: 2, CNAME: 5, SOA: 6, PTR: 12, MX: 15, TXT: 16, AAAA: 28, SRV: 33 } as const;
