@@ -328,6 +328,14 @@ export function compileConfig(raw: RawConfig, configFile: string, inputs: Config
   });
 
   if (errors.length) return { value: undefined, errors, warnings };
-  const config: CompiledConfig = { file: configFile, hash: hash.digest('hex'), server: compileServerSettings(raw), zones };
+  const config: CompiledConfig = {
+    file: configFile,
+    hash: hash.digest('hex'),
+    server: compileServerSettings(raw),
+    zones,
+    viewZones: new Map(),
+    views: [],
+    services: [],
+  };
   return { value: config, errors, warnings };
 }

@@ -1,3 +1,5 @@
+import type { CompiledService, CompiledView } from './service.js';
+
 // The compiled, immutable zone database: what zones/ produces and the answer
 // engine in server/answer reads. Nothing here is mutated after compilation, so
 // a snapshot can be swapped atomically while queries run.
@@ -52,6 +54,8 @@ export interface ServerSettings {
   readonly tcp: TcpSettings;
   /** CHAOS TXT answers for version.bind / id.server (and version.server / hostname.bind); absent = REFUSED. */
   readonly chaos?: { readonly version?: string; readonly identity?: string };
+  /** Admin HTTP listener (reload, failback approval, state); absent = none. Loopback unless a token is set. */
+  readonly admin?: ListenAddress;
 }
 
 export interface CompiledConfig {
@@ -59,6 +63,11 @@ export interface CompiledConfig {
   /** sha256 of the config file and every zone file it loaded, hex. */
   readonly hash: string;
   readonly server: ServerSettings;
-  /** Zones by origin key. */
+  /** Zones served in every view, by origin key. */
   readonly zones: ReadonlyMap<string, Zone>;
+  /** Zones declared with `views:`, per view name, by origin key; in that view they replace a shared zone of the same origin. */
+  readonly viewZones: ReadonlyMap<string, ReadonlyMap<string, Zone>>;
+  /** Views in match order; empty when the config declares none (one view for every client). */
+  readonly views: readonly CompiledView[];
+  readonly services: readonly CompiledService[];
 }
