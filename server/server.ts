@@ -15,12 +15,19 @@ export interface VigilServer {
   };
   /** The snapshot queries are answered from right now. */
   snapshot(): Snapshot;
-  swap(config: CompiledConfig): void;
+  /** Serves `next` from the next query on: a config without services, or a prebuilt snapshot (the engine's). */
+  swap(next: CompiledConfig | Snapshot): void;
   close(): Promise<void>;
 }
 
 export interface StartOptions {
   readonly logger?: Logger;
+  /** The first snapshot to serve; built from the config (static data only) when absent. */
+  readonly snapshot?: Snapshot;
+}
+
+function isSnapshot(x: CompiledConfig | Snapshot): x is Snapshot {
+  return 'views' in x && 'matchView' in x;
 }
 
 /** With port 0, TCP picks a port and UDP binds the same one; a clash with another UDP user is retried. */
@@ -45,7 +52,7 @@ async function bindPair(
 
 export async function startServer(config: CompiledConfig, opts: StartOptions = {}): Promise<VigilServer> {
   const log = opts.logger ?? pino({ level: 'silent' });
-  let current = buildSnapshot(config);
+  let current = opts.snapshot ?? buildSnapshot(config);
   const get = (): Snapshot => current;
   const udp: UdpListener[] = [];
   const tcp: TcpListener[] = [];
@@ -62,8 +69,8 @@ export async function startServer(config: CompiledConfig, opts: StartOptions = {
   return {
     addresses: { udp: udp.map((u) => u.address), tcp: tcp.map((t) => t.address) },
     snapshot: get,
-    swap(next: CompiledConfig): void {
-      current = buildSnapshot(next);
+    swap(next: CompiledConfig | Snapshot): void {
+      current = isSnapshot(next) ? next : buildSnapshot(next);
     },
     async close(): Promise<void> {
       await Promise.all([...udp, ...tcp].map((x) => x.close()));

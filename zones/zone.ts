@@ -11,6 +11,12 @@ export interface RRset {
   readonly ttl: number;
   /** Uncompressed wire rdata, duplicates removed, in zone-file order. */
   readonly rdatas: readonly Uint8Array[];
+  /**
+   * Health-driven RRsets only (set by the snapshot builder, never by zones/):
+   * equally likely alternatives, one per query in turn, for rotation,
+   * weighted draws and failback ramps. Each alternative is a complete RRset.
+   */
+  readonly variants?: readonly RRset[];
 }
 
 export interface ZoneNode {

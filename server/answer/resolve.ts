@@ -5,7 +5,7 @@
 import { CLASS, RCODE, TYPE } from '../wire/constants.js';
 import { parentKey, readUncompressedName, lowerKey, wildcardOf } from '../wire/name.js';
 import type { RRset, Zone, ZoneNode } from '../../zones/zone.js';
-import type { Snapshot } from './snapshot.js';
+import type { ViewSnapshot } from './snapshot.js';
 
 export interface Entry {
   /** The owner to write: the RRset's own, or the query name for wildcard synthesis. */
@@ -25,15 +25,17 @@ export interface Answer {
    * referral). The others are dropped silently when they do not fit.
    */
   requiredAdditional: number;
-  /** The answer depends only on (qname, qtype) hitting an existing node, so it may be memoised. */
+  /** The answer depends only on (qname, qtype, variant) hitting an existing node, so it may be memoised. */
   cacheable: boolean;
+  /** Number of alternatives of the health-driven RRsets met (1 when none): the memo keeps one answer per alternative. */
+  variantCount: number;
 }
 
 /** CNAME chains longer than this stop: a loop or a misconfiguration, not a real need. */
 const MAX_CHAIN = 8;
 
 /** Most specific zone containing `qname`, or undefined. */
-export function findZone(snap: Snapshot, qname: string): Zone | undefined {
+export function findZone(snap: ViewSnapshot, qname: string): Zone | undefined {
   for (let k: string | undefined = qname; k !== undefined; k = parentKey(k)) {
     const z = snap.zones.get(k);
     if (z !== undefined) return z;
@@ -42,10 +44,14 @@ export function findZone(snap: Snapshot, qname: string): Zone | undefined {
 }
 
 function newAnswer(rcode: number, aa: boolean, cls: number = CLASS.IN): Answer {
-  return { rcode, aa, cls, answer: [], authority: [], additional: [], requiredAdditional: 0, cacheable: false };
+  return { rcode, aa, cls, answer: [], authority: [], additional: [], requiredAdditional: 0, cacheable: false, variantCount: 1 };
 }
 
-export function resolve(snap: Snapshot, qname: string, qtype: number, qclass: number): Answer {
+/**
+ * `pick` chooses among the alternatives of health-driven RRsets (a per-query
+ * sequence number: consecutive queries get consecutive alternatives).
+ */
+export function resolve(snap: ViewSnapshot, qname: string, qtype: number, qclass: number, pick = 0): Answer {
   if (qclass === CLASS.CH) return resolveChaos(snap, qname, qtype);
   if (qclass !== CLASS.IN && qclass !== CLASS.ANY) return newAnswer(RCODE.REFUSED, false);
   // Zone transfers are not served (yet): a NODATA here would look like a valid,
@@ -55,11 +61,19 @@ export function resolve(snap: Snapshot, qname: string, qtype: number, qclass: nu
   if (zone === undefined) return newAnswer(RCODE.REFUSED, false);
   const ans = newAnswer(RCODE.NOERROR, true);
   ans.cacheable = true;
-  lookup(snap, zone, qname, qtype, ans, new Set([qname]));
+  lookup(snap, zone, qname, qtype, ans, new Set([qname]), pick);
   return ans;
 }
 
-function resolveChaos(snap: Snapshot, qname: string, qtype: number): Answer {
+/** The alternative this query gets; recorded so the memo can keep one answer per alternative. */
+function choose(rrset: RRset, ans: Answer, pick: number): RRset {
+  const v = rrset.variants;
+  if (v === undefined || v.length <= 1) return v?.[0] ?? rrset;
+  if (v.length > ans.variantCount) ans.variantCount = v.length;
+  return v[pick % v.length]!;
+}
+
+function resolveChaos(snap: ViewSnapshot, qname: string, qtype: number): Answer {
   const rr = snap.chaos.get(qname);
   if (rr === undefined) return newAnswer(RCODE.REFUSED, false, CLASS.CH);
   const ans = newAnswer(RCODE.NOERROR, true, CLASS.CH);
@@ -77,7 +91,7 @@ function findCut(zone: Zone, qname: string): ZoneNode | undefined {
   return cut;
 }
 
-function lookup(snap: Snapshot, zone: Zone, qname: string, qtype: number, ans: Answer, seen: Set<string>): void {
+function lookup(snap: ViewSnapshot, zone: Zone, qname: string, qtype: number, ans: Answer, seen: Set<string>, pick: number): void {
   const cut = findCut(zone, qname);
   // DS lives on the parent side of a cut (RFC 4035 3.1.4.1); everything else at or below is the child's.
   if (cut !== undefined && !(cut.owner === qname && qtype === TYPE.DS)) {
@@ -105,7 +119,7 @@ function lookup(snap: Snapshot, zone: Zone, qname: string, qtype: number, ans: A
     // RFC 8482 4.1: answer with one RRset of the node, not all of them.
     const first = rrsets.values().next();
     if (first.done === true) nodata(snap, zone, ans);
-    else ans.answer.push({ owner: qname, rrset: first.value });
+    else ans.answer.push({ owner: qname, rrset: choose(first.value, ans, pick) });
     return;
   }
 
@@ -117,20 +131,21 @@ function lookup(snap: Snapshot, zone: Zone, qname: string, qtype: number, ans: A
     seen.add(target);
     const next = findZone(snap, target);
     // A target outside our zones is the resolver's job: the CNAME goes alone.
-    if (next !== undefined) lookup(snap, next, target, qtype, ans, seen);
+    if (next !== undefined) lookup(snap, next, target, qtype, ans, seen, pick);
     return;
   }
 
-  const rrset = rrsets.get(qtype);
-  if (rrset === undefined) {
+  const found = rrsets.get(qtype);
+  if (found === undefined) {
     nodata(snap, zone, ans);
     return;
   }
+  const rrset = choose(found, ans, pick);
   ans.answer.push({ owner: qname, rrset });
-  addTargetAddresses(snap, ans, rrset);
+  addTargetAddresses(snap, ans, rrset, pick);
 }
 
-function nodata(snap: Snapshot, zone: Zone, ans: Answer): void {
+function nodata(snap: ViewSnapshot, zone: Zone, ans: Answer): void {
   ans.authority.push({ owner: zone.origin, rrset: snap.negativeSoa.get(zone.origin)! });
 }
 
@@ -183,7 +198,7 @@ function targetOffset(type: number): number {
  * authoritative for, so the resolver need not ask again. Not synthesised from
  * wildcards and not taken from below a cut (that data is not ours to give).
  */
-function addTargetAddresses(snap: Snapshot, ans: Answer, rrset: RRset): void {
+function addTargetAddresses(snap: ViewSnapshot, ans: Answer, rrset: RRset, pick: number): void {
   const off = targetOffset(rrset.type);
   if (off < 0) return;
   for (const rdata of rrset.rdatas) {
@@ -194,7 +209,7 @@ function addTargetAddresses(snap: Snapshot, ans: Answer, rrset: RRset): void {
     if (node === undefined) continue;
     for (const t of [TYPE.A, TYPE.AAAA]) {
       const rr = node.rrsets.get(t);
-      if (rr !== undefined && !hasEntry(ans.additional, target, t)) ans.additional.push({ owner: target, rrset: rr });
+      if (rr !== undefined && !hasEntry(ans.additional, target, t)) ans.additional.push({ owner: target, rrset: choose(rr, ans, pick) });
     }
   }
 }

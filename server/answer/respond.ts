@@ -4,10 +4,10 @@
 // memo of encoded answers and a scratch writer reused between calls.
 
 import { CLASS, RCODE } from '../wire/constants.js';
-import { parseQuery, type Edns, type Query, type QueryError } from '../wire/query.js';
+import { parseQuery, type Edns, type Query } from '../wire/query.js';
 import { MessageWriter, OPT_SIZE, MAX_MESSAGE } from '../wire/writer.js';
 import { resolve, type Answer, type Entry } from './resolve.js';
-import { ANSWER_CACHE_LIMIT, type Snapshot } from './snapshot.js';
+import { ANSWER_CACHE_LIMIT, type Snapshot, type ViewSnapshot } from './snapshot.js';
 
 export type Transport = 'udp' | 'tcp';
 
@@ -16,51 +16,79 @@ const CLASSIC_UDP_LIMIT = 512;
 
 const scratch = new MessageWriter(MAX_MESSAGE);
 
+/** Per-query sequence number: consecutive queries take consecutive alternatives of health-driven RRsets. */
+let sequence = 0;
+
 /** Size limit for this response: the client's advertised size, capped by ours, or 64 KiB over TCP. */
-function responseLimit(q: { edns: Edns | undefined }, snap: Snapshot, transport: Transport): number {
+function responseLimit(q: { edns: Edns | undefined }, snap: { udpPayload: number }, transport: Transport): number {
   if (transport === 'tcp') return MAX_MESSAGE;
   if (q.edns === undefined) return CLASSIC_UDP_LIMIT;
   return Math.min(q.edns.payload, snap.udpPayload);
 }
 
-export function respond(msg: Uint8Array, length: number, snap: Snapshot, transport: Transport): Buffer | undefined {
+function emptyAnswer(rcode: number, cls: number): Answer {
+  return { rcode, aa: false, cls, answer: [], authority: [], additional: [], requiredAdditional: 0, cacheable: false, variantCount: 1 };
+}
+
+/**
+ * `client` is the source address; it selects the view (split horizon) when
+ * the snapshot has more than one.
+ */
+export function respond(msg: Uint8Array, length: number, snap: Snapshot, transport: Transport, client = ''): Buffer | undefined {
   const q = parseQuery(msg, length);
   if (q.kind === 'drop') return undefined;
-  if (q.kind === 'error') return errorResponse(q, msg, snap);
+  if (q.kind === 'error') return encode(emptyAnswer(q.rcode, CLASS.IN), q, msg, CLASSIC_UDP_LIMIT, snap);
   const limit = responseLimit(q, snap, transport);
   // RFC 6891 6.1.3: we speak version 0 only; BADVERS tells the client to fall back.
-  if (q.edns !== undefined && q.edns.version > 0) {
-    const ans: Answer = {
-      rcode: RCODE.BADVERS,
-      aa: false,
-      cls: q.qclass,
-      answer: [],
-      authority: [],
-      additional: [],
-      requiredAdditional: 0,
-      cacheable: false,
-    };
-    return encode(ans, q, msg, limit, snap);
-  }
+  if (q.edns !== undefined && q.edns.version > 0) return encode(emptyAnswer(RCODE.BADVERS, q.qclass), q, msg, limit, snap);
+  const viewIndex = snap.views.length === 1 ? 0 : snap.matchView(client);
+  // A client no view admits gets nothing from any zone (views without a default are deliberate).
+  if (viewIndex < 0) return encode(emptyAnswer(RCODE.REFUSED, q.qclass), q, msg, limit, snap);
+  const view = snap.views[viewIndex]!;
 
+  const pick = sequence++ & 0x3fffffff;
   const cacheKey = q.qclass === CLASS.IN ? q.qname + String.fromCharCode(q.qtype) : undefined;
+  let slots: (Buffer | undefined)[] | undefined;
   if (cacheKey !== undefined) {
-    const hit = snap.answerCache.get(cacheKey);
+    slots = view.answerCache.get(cacheKey);
+    const hit = slots?.[pick % slots.length];
     if (hit !== undefined) {
       const out = fromCache(hit, q, msg, limit, snap);
       if (out !== undefined) return out;
     }
   }
 
-  const ans = resolve(snap, q.qname, q.qtype, q.qclass);
-  if (ans.cacheable && cacheKey !== undefined && snap.answerCache.size < ANSWER_CACHE_LIMIT) {
-    // The memo holds the full answer without OPT and with RD/CD clear; fromCache patches those per query.
-    const full = encodeInto(scratch, ans, { ...q, rd: false, cd: false, edns: undefined }, msg, MAX_MESSAGE, snap);
-    snap.answerCache.set(cacheKey, full);
-    const out = fromCache(full, q, msg, limit, snap);
-    if (out !== undefined) return out;
+  const ans = resolve(view, q.qname, q.qtype, q.qclass, pick);
+  if (ans.cacheable && cacheKey !== undefined) {
+    const full = memoise(view, cacheKey, slots, ans, q, msg, pick, snap);
+    if (full !== undefined) {
+      const out = fromCache(full, q, msg, limit, snap);
+      if (out !== undefined) return out;
+    }
   }
   return encode(ans, q, msg, limit, snap);
+}
+
+/** Stores the full answer (no OPT, RD/CD clear) in its slot; fromCache patches those per query. */
+function memoise(
+  view: ViewSnapshot,
+  key: string,
+  existing: (Buffer | undefined)[] | undefined,
+  ans: Answer,
+  q: Query,
+  msg: Uint8Array,
+  pick: number,
+  snap: Snapshot,
+): Buffer | undefined {
+  let slots = existing;
+  if (slots === undefined || slots.length !== ans.variantCount) {
+    if (view.answerCache.size >= ANSWER_CACHE_LIMIT) return undefined;
+    slots = new Array<Buffer | undefined>(ans.variantCount);
+    view.answerCache.set(key, slots);
+  }
+  const full = encodeInto(scratch, ans, { ...q, rd: false, cd: false, edns: undefined }, msg, MAX_MESSAGE, snap);
+  slots[pick % slots.length] = full;
+  return full;
 }
 
 /**
@@ -69,7 +97,7 @@ export function respond(msg: Uint8Array, length: number, snap: Snapshot, transpo
  * on it), and append OPT. Undefined when it would not fit the client's limit,
  * so the slow path builds a truncated answer.
  */
-function fromCache(hit: Buffer, q: Query, msg: Uint8Array, limit: number, snap: Snapshot): Buffer | undefined {
+function fromCache(hit: Buffer, q: Query, msg: Uint8Array, limit: number, snap: { udpPayload: number }): Buffer | undefined {
   const size = hit.length + (q.edns !== undefined ? OPT_SIZE : 0);
   if (size > limit) return undefined;
   const out = Buffer.allocUnsafe(size);
@@ -106,7 +134,7 @@ interface Header {
   readonly edns: Edns | undefined;
 }
 
-function encode(ans: Answer, q: Header, msg: Uint8Array, limit: number, snap: Snapshot): Buffer {
+function encode(ans: Answer, q: Header, msg: Uint8Array, limit: number, snap: { udpPayload: number }): Buffer {
   return encodeInto(scratch, ans, q, msg, limit, snap);
 }
 
@@ -128,7 +156,7 @@ function writeSection(w: MessageWriter, entries: readonly Entry[], cls: number, 
   return true;
 }
 
-function encodeInto(w: MessageWriter, ans: Answer, q: Header, msg: Uint8Array, limit: number, snap: Snapshot): Buffer {
+function encodeInto(w: MessageWriter, ans: Answer, q: Header, msg: Uint8Array, limit: number, snap: { udpPayload: number }): Buffer {
   const optSize = q.edns !== undefined ? OPT_SIZE : 0;
   w.reset(limit - optSize);
   w.u16(q.id);
@@ -163,18 +191,4 @@ function encodeInto(w: MessageWriter, ans: Answer, q: Header, msg: Uint8Array, l
   b.writeUInt16BE(ns.n, 8);
   b.writeUInt16BE(ar.n + (q.edns !== undefined ? 1 : 0), 10);
   return w.toBuffer();
-}
-
-function errorResponse(q: QueryError, msg: Uint8Array, snap: Snapshot): Buffer {
-  const ans: Answer = {
-    rcode: q.rcode,
-    aa: false,
-    cls: CLASS.IN,
-    answer: [],
-    authority: [],
-    additional: [],
-    requiredAdditional: 0,
-    cacheable: false,
-  };
-  return encode(ans, q, msg, CLASSIC_UDP_LIMIT, snap);
 }

@@ -1,27 +1,43 @@
 // A snapshot is everything the answering path reads, built once per config
-// (and, later, per health change) and never mutated: the transports hold a
-// reference and swap it atomically. The only mutable part is the memo of
-// encoded answers, which is a pure function of the rest and so safe to fill
-// lazily.
+// and health change and never mutated: the transports hold a reference and
+// swap it atomically. The only mutable part is the memo of encoded answers,
+// which is a pure function of the rest and so safe to fill lazily.
 
 import { CLASS, TYPE } from '../wire/constants.js';
 import { parseName } from '../wire/name.js';
 import type { CompiledConfig, RRset, Zone } from '../../zones/zone.js';
+import type { CompiledService } from '../../zones/service.js';
+import type { ServiceAnswer } from './policy/types.js';
+import { withServices } from './service-records.js';
+import { compileViewMatcher, type ViewMatcher } from './views.js';
 
-export interface Snapshot {
+/** What one view answers from. */
+export interface ViewSnapshot {
+  readonly name: string;
   readonly zones: ReadonlyMap<string, Zone>;
   /** Per zone origin: the SOA RRset with the negative-caching TTL (RFC 2308 section 5). */
   readonly negativeSoa: ReadonlyMap<string, RRset>;
-  /** Longest origin, in octets: bounds the zone search. */
-  readonly udpPayload: number;
   /** CHAOS-class TXT answers (version.bind and friends), empty when disabled. */
   readonly chaos: ReadonlyMap<string, RRset>;
-  /** Memo of encoded answers for names that exist; see server/answer/respond.ts. */
-  readonly answerCache: Map<string, Buffer>;
+  /**
+   * Memo of encoded answers for names that exist, by qname key + qtype: one
+   * slot per alternative of the health-driven RRsets met (see respond.ts).
+   */
+  readonly answerCache: Map<string, (Buffer | undefined)[]>;
 }
 
-/** Cap on memoised answers: names × types asked is bounded by the zone, but types are 16 bits. */
+export interface Snapshot {
+  readonly views: readonly ViewSnapshot[];
+  /** Index into views for a client address, or -1 (REFUSED). */
+  readonly matchView: ViewMatcher;
+  /** EDNS payload we advertise and the most we send over UDP. */
+  readonly udpPayload: number;
+}
+
+/** Cap on memoised answers per view: names × types asked is bounded by the zone, but types are 16 bits. */
 export const ANSWER_CACHE_LIMIT = 200_000;
+
+export const DEFAULT_VIEW = 'default';
 
 function txt(owner: string, text: string): RRset {
   const bytes = Buffer.from(text, 'utf8').subarray(0, 255);
@@ -29,11 +45,7 @@ function txt(owner: string, text: string): RRset {
   return { owner, type: TYPE.TXT, ttl: 0, rdatas: [rdata] };
 }
 
-export function buildSnapshot(config: CompiledConfig): Snapshot {
-  const negativeSoa = new Map<string, RRset>();
-  for (const [origin, zone] of config.zones) {
-    negativeSoa.set(origin, { ...zone.soa, ttl: zone.negativeTtl });
-  }
+function chaosRecords(config: CompiledConfig): Map<string, RRset> {
   const chaos = new Map<string, RRset>();
   const c = config.server.chaos;
   if (c?.version !== undefined) {
@@ -42,13 +54,47 @@ export function buildSnapshot(config: CompiledConfig): Snapshot {
   if (c?.identity !== undefined) {
     for (const n of ['id.server.', 'hostname.bind.']) chaos.set(parseName(n), txt(parseName(n), c.identity));
   }
-  return {
-    zones: config.zones,
-    negativeSoa,
-    udpPayload: config.server.udpPayload,
-    chaos,
-    answerCache: new Map(),
-  };
+  return chaos;
+}
+
+/** The key a service's runtime and answer are kept under: the same name may be two services in disjoint views. */
+export function serviceKey(service: CompiledService): string {
+  return `${service.name}|${service.views.join(',')}`;
+}
+
+/** Does this service answer in this view? */
+export function serviceInView(service: CompiledService, view: string): boolean {
+  return service.views.length === 0 || service.views.includes(view);
+}
+
+/**
+ * Builds the snapshot for a config and the current answer of each service
+ * (by serviceKey). A service without an answer contributes no records (its
+ * name then answers from static data only), which the engine never lets happen.
+ */
+export function buildSnapshot(config: CompiledConfig, answers: ReadonlyMap<string, ServiceAnswer> = new Map()): Snapshot {
+  const chaos = chaosRecords(config);
+  const viewNames = config.views.length === 0 ? [DEFAULT_VIEW] : config.views.map((v) => v.name);
+  const views = viewNames.map((name): ViewSnapshot => {
+    const zones = new Map(config.zones);
+    for (const [origin, zone] of config.viewZones.get(name) ?? []) zones.set(origin, zone);
+    const byZone = new Map<string, { service: CompiledService; answer: ServiceAnswer }[]>();
+    for (const service of config.services) {
+      const answer = answers.get(serviceKey(service));
+      if (answer === undefined || !serviceInView(service, name)) continue;
+      const list = byZone.get(service.zone) ?? [];
+      list.push({ service, answer });
+      byZone.set(service.zone, list);
+    }
+    for (const [origin, list] of byZone) {
+      const zone = zones.get(origin);
+      if (zone !== undefined) zones.set(origin, withServices(zone, list));
+    }
+    const negativeSoa = new Map<string, RRset>();
+    for (const [origin, zone] of zones) negativeSoa.set(origin, { ...zone.soa, ttl: zone.negativeTtl });
+    return { name, zones, negativeSoa, chaos, answerCache: new Map() };
+  });
+  return { views, matchView: compileViewMatcher(config.views), udpPayload: config.server.udpPayload };
 }
 
 export const CHAOS_CLASS = CLASS.CH;

@@ -57,7 +57,7 @@ export function listenTcp(
         buf = buf.subarray(2 + len);
         let out: Buffer | undefined;
         try {
-          out = respond(msg, msg.length, current(), 'tcp');
+          out = respond(msg, msg.length, current(), 'tcp', client);
         } catch (err) {
           log.error({ err, client }, 'answering failed; connection closed');
           socket.destroy();

@@ -20,7 +20,7 @@ export function listenUdp(host: string, port: number, current: () => Snapshot, l
   socket.on('message', (msg, rinfo) => {
     let out: Buffer | undefined;
     try {
-      out = respond(msg, msg.length, current(), 'udp');
+      out = respond(msg, msg.length, current(), 'udp', rinfo.address);
     } catch (err) {
       // A bug, not bad input: respond() turns all bad input into FORMERR or a drop.
       // Log at most once a second so a packet that triggers it cannot flood the log.
