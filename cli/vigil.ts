@@ -5,7 +5,7 @@ import { parseArgs } from 'node:util';
 import { readFileSync } from 'node:fs';
 import { pino, type Logger } from 'pino';
 import { loadConfig, formatErrors } from '../zones/load.js';
-import { startServer, type VigilServer } from '../server/server.js';
+import { startDaemon, ConfigRefused } from '../server/daemon.js';
 import type { CompiledConfig } from '../zones/zone.js';
 import { formatName } from '../server/wire/name.js';
 
@@ -43,6 +43,14 @@ function summary(config: CompiledConfig): string {
     for (const node of zone.nodes.values()) for (const rr of node.rrsets.values()) records += rr.rdatas.length;
     lines.push(`  zone ${formatName(zone.origin)}: ${records} records, ${zone.nodes.size} names, from ${zone.source}`);
   }
+  for (const [view, zones] of config.viewZones) {
+    for (const zone of zones.values()) lines.push(`  zone ${formatName(zone.origin)} in view ${view}: ${zone.nodes.size} names, from ${zone.source}`);
+  }
+  if (config.views.length > 0) lines.push(`  views ${config.views.map((v) => v.name).join(', ')} (first match wins)`);
+  for (const s of config.services) {
+    const where = s.views.length > 0 ? ` in ${s.views.join(', ')}` : '';
+    lines.push(`  service ${formatName(s.name)}${where}: ${s.policy} ${s.kind}, ${s.members.length} members, ttl ${s.ttl}/${s.degradedTtl}`);
+  }
   const listen = config.server.listen.map((l) => (l.host.includes(':') ? `[${l.host}]:${l.port}` : `${l.host}:${l.port}`));
   lines.push(`  listen ${listen.join(', ')} (udp+tcp)`);
   return lines.join('\n');
@@ -61,51 +69,19 @@ async function check(file: string): Promise<number> {
 }
 
 async function serve(file: string, log: Logger): Promise<number> {
-  let loaded;
+  let daemon;
   try {
-    loaded = await loadConfig(file);
+    daemon = await startDaemon(file, log);
   } catch (err) {
-    process.stderr.write(formatErrors(err) + '\n');
+    if (err instanceof ConfigRefused) process.stderr.write(err.message + '\n');
+    else log.error({ err }, 'could not start');
     return 1;
   }
-  for (const w of loaded.warnings) log.warn({ config: file }, w);
-  let config = loaded.config;
-  let server: VigilServer;
-  try {
-    server = await startServer(config, { logger: log });
-  } catch (err) {
-    log.error({ err }, 'could not bind the listen addresses');
-    return 1;
-  }
-  log.info(
-    { udp: server.addresses.udp, tcp: server.addresses.tcp, zones: config.zones.size, hash: config.hash },
-    'listening',
-  );
-
-  let reloading = false;
-  process.on('SIGHUP', () => {
-    if (reloading) return;
-    reloading = true;
-    loadConfig(file)
-      .then(({ config: next, warnings }) => {
-        for (const w of warnings) log.warn({ config: file }, w);
-        if (JSON.stringify(next.server.listen) !== JSON.stringify(config.server.listen)) {
-          log.warn('listen addresses changed: they take effect at the next restart');
-        }
-        server.swap(next);
-        config = next;
-        log.info({ zones: next.zones.size, hash: next.hash }, 'config reloaded');
-      })
-      .catch((err: unknown) => log.error({ errors: formatErrors(err) }, 'reload refused; the previous config keeps serving'))
-      .finally(() => {
-        reloading = false;
-      });
-  });
-
+  process.on('SIGHUP', () => void daemon.reload());
   await new Promise<void>((resolve) => {
     const stop = (signal: string): void => {
       log.info({ signal }, 'shutting down');
-      void server.close().then(resolve);
+      void daemon.close().then(resolve);
     };
     process.once('SIGINT', stop);
     process.once('SIGTERM', stop);

@@ -8,6 +8,7 @@ import type { SourceLocation, ZoneRecord } from './record.js';
 import { ConfigError, absolute, formatPath, splitHostPort, type ConfigPath, type Position, type RawConfig } from './config.js';
 import { CLASS, TYPE, typeName } from '../server/wire/constants.js';
 import { formatName, isSubdomain, lowerKey, parentKey, parseName, readUncompressedName } from '../server/wire/name.js';
+import { analyzeServices, placeServices, type PlacedZone } from './services.js';
 
 export const DEFAULTS = {
   listen: ['127.0.0.1:5353'],
@@ -268,13 +269,19 @@ export function compileServerSettings(raw: RawConfig): ServerSettings {
       maxQueriesPerConnection: t.max_queries_per_connection ?? DEFAULTS.tcp.maxQueriesPerConnection,
     },
   };
+  let out = settings;
   if (raw.chaos) {
     const chaos: { version?: string; identity?: string } = {};
     if (raw.chaos.version !== undefined) chaos.version = raw.chaos.version;
     if (raw.chaos.identity !== undefined) chaos.identity = raw.chaos.identity;
-    return { ...settings, chaos };
+    out = { ...out, chaos };
   }
-  return settings;
+  if (raw.admin) {
+    const admin = splitHostPort(raw.admin.listen);
+    if (!admin) throw new RangeError(`bad admin listen address "${raw.admin.listen}"`);
+    out = { ...out, admin };
+  }
+  return out;
 }
 
 /** A zone's records as loaded by zones/load.ts (or a test). */
@@ -302,20 +309,37 @@ export function compileConfig(raw: RawConfig, configFile: string, inputs: Config
     return { file: configFile, line: pos?.line ?? 0, column: pos?.column, path: formatPath(path) };
   };
 
-  const zones = new Map<string, Zone>();
-  const firstByOrigin = new Map<string, number>();
+  const report = (path: ConfigPath, detail: string): void => {
+    errors.push(new ConfigError(detail, declared(path)));
+  };
+  // Views and services first: their errors need no zone, and zones need the view names.
+  const analysis = analyzeServices(raw, configFile, (path) => inputs.locate?.(path).line ?? 0, report);
+  const viewNames = analysis.views.map((v) => v.name);
+
+  const zones = new Map<string, PlacedZone>();
+  const viewZones = new Map<string, Map<string, PlacedZone>>(viewNames.map((v) => [v, new Map()]));
+  // Per origin, the zones declared so far and their views (undefined: shared by every view).
+  const claims = new Map<string, { index: number; views: readonly string[] | undefined }[]>();
   const hash = createHash('sha256').update(inputs.configBytes);
   raw.zones.forEach((rz, i) => {
     const origin = lowerKey(parseName(absolute(rz.origin)));
-    const prior = firstByOrigin.get(origin);
+    const views = rz.views;
+    const prior = (claims.get(origin) ?? []).find((c) =>
+      views === undefined ? c.views === undefined : c.views !== undefined && c.views.some((v) => views.includes(v)),
+    );
     if (prior !== undefined) {
-      const priorLine = inputs.locate?.(['zones', prior, 'origin']).line;
+      const priorLine = inputs.locate?.(['zones', prior.index, 'origin']).line;
+      const shared = views?.filter((v) => prior.views?.includes(v)) ?? [];
+      const inViews = shared.length ? ` for view${shared.length > 1 ? 's' : ''} ${shared.map((v) => `"${v}"`).join(', ')}` : '';
       errors.push(
-        new ConfigError(`zone ${formatName(origin)} is already defined by zones[${prior}]${priorLine ? ` (line ${priorLine})` : ''}`, declared(['zones', i, 'origin'])),
+        new ConfigError(
+          `zone ${formatName(origin)} is already defined${inViews} by zones[${prior.index}]${priorLine ? ` (line ${priorLine})` : ''}`,
+          declared(['zones', i, 'origin']),
+        ),
       );
       return;
     }
-    firstByOrigin.set(origin, i);
+    claims.set(origin, [...(claims.get(origin) ?? []), { index: i, views }]);
     const loaded = inputs.zones[i];
     if (!loaded) return;
     // Length-prefixed so that moving bytes between files changes the hash; paths are
@@ -324,18 +348,35 @@ export function compileConfig(raw: RawConfig, configFile: string, inputs: Config
     const r = compileZone({ origin, records: loaded.records, source: loaded.source, declaredAt: declared(['zones', i]) });
     errors.push(...r.errors);
     warnings.push(...r.warnings);
-    if (r.value) zones.set(origin, r.value);
+    if (!r.value) return;
+    const placed: PlacedZone = { zone: r.value, records: loaded.records };
+    if (views === undefined) zones.set(origin, placed);
+    else for (const v of views) viewZones.get(v)?.set(origin, placed);
   });
 
+  // Whether a service's name is in a zone can only be judged when every zone compiled.
   if (errors.length) return { value: undefined, errors, warnings };
+  const served = new Map<string | undefined, ReadonlyMap<string, PlacedZone>>();
+  const zonesIn = (view: string | undefined): ReadonlyMap<string, PlacedZone> => {
+    let m = served.get(view);
+    if (m === undefined) {
+      const own = view === undefined ? undefined : viewZones.get(view);
+      served.set(view, (m = own?.size ? new Map([...zones, ...own]) : zones));
+    }
+    return m;
+  };
+  const services = placeServices(analysis.services, viewNames, zonesIn, report);
+  if (errors.length) return { value: undefined, errors, warnings };
+
+  const onlyZones = (m: ReadonlyMap<string, PlacedZone>): Map<string, Zone> => new Map([...m].map(([k, p]) => [k, p.zone]));
   const config: CompiledConfig = {
     file: configFile,
     hash: hash.digest('hex'),
     server: compileServerSettings(raw),
-    zones,
-    viewZones: new Map(),
-    views: [],
-    services: [],
+    zones: onlyZones(zones),
+    viewZones: new Map([...viewZones].map(([v, m]) => [v, onlyZones(m)])),
+    views: analysis.views,
+    services,
   };
   return { value: config, errors, warnings };
 }

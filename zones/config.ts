@@ -8,6 +8,7 @@ import { Ajv, type ErrorObject } from 'ajv';
 import { LineCounter, parseDocument, isMap, isNode, isScalar, type Document, type Node } from 'yaml';
 import schema from './config.schema.json' with { type: 'json' };
 import { parseName } from '../server/wire/name.js';
+import { analyzeServices } from './services.js';
 
 export interface RawRecordObject {
   name: string;
@@ -23,6 +24,73 @@ export interface RawZone {
   file?: string;
   ttl?: number | string;
   records?: RawRecord[];
+  /** Served only in these views. */
+  views?: string[];
+}
+
+export interface RawView {
+  name: string;
+  match?: string[];
+  ecs?: boolean;
+}
+
+export type StatusSpecRaw = number | [number, number];
+
+/** A probe as written: timing keys plus the checker's own keys (probes/checkers/*.ts). */
+export interface RawProbe {
+  type?: 'http' | 'https' | 'tcp' | 'dns' | 'none';
+  interval?: number | string;
+  timeout?: number | string;
+  recheck?: number | string;
+  jitter?: number | string;
+  rise?: number;
+  fall?: number;
+  port?: number;
+  path?: string;
+  method?: string;
+  host?: string;
+  servername?: string;
+  headers?: Record<string, string>;
+  expect_status?: StatusSpecRaw[];
+  expect_body?: string;
+  tls_verify?: boolean;
+  send?: string;
+  expect?: string;
+  name?: string;
+  qtype?: string | number;
+  expect_rcode?: string | number;
+  expect_answer?: string;
+  recursion_desired?: boolean;
+}
+
+export interface RawMember {
+  name: string;
+  addresses?: string[];
+  priority?: number;
+  weight?: number;
+  probe?: RawProbe;
+  target?: string;
+  port?: number;
+  exchange?: string;
+}
+
+export interface RawService {
+  name: string;
+  views?: string[];
+  type?: 'address' | 'srv' | 'mx';
+  policy?: 'failover' | 'multivalue' | 'weighted';
+  ttl?: number | string;
+  degraded_ttl?: number | string;
+  settle?: number | string;
+  min_healthy?: number;
+  max_answers?: number;
+  count?: number;
+  when_all_down?: 'fail_open' | { last_resort: string[] };
+  failback?: 'immediate' | 'manual' | { ramp?: number[]; step?: number | string };
+  damping?: boolean | { penalty?: number; suppress?: number; reuse?: number; half_life?: number | string };
+  initial_state?: 'unknown' | 'up' | 'down';
+  probe?: RawProbe;
+  members: RawMember[];
 }
 
 export interface RawConfig {
@@ -36,7 +104,10 @@ export interface RawConfig {
     max_queries_per_connection?: number;
   };
   chaos?: { version?: string; identity?: string };
+  admin?: { listen: string };
+  views?: RawView[];
   zones: RawZone[];
+  services?: RawService[];
 }
 
 /** A path into the config document, as ajv and yaml both understand it: keys and array indexes. */
@@ -127,7 +198,8 @@ function pointerToPath(pointer: string): (string | number)[] {
 function ajvMessage(err: ErrorObject): string {
   const custom = (err.parentSchema as { 'x-message'?: Record<string, string> } | undefined)?.['x-message'];
   const override = custom?.[err.keyword];
-  if (override) return override;
+  // "{key}" in an additionalProperties message names the offending key.
+  if (override) return override.replace('{key}', String(err.params['additionalProperty'] ?? ''));
   switch (err.keyword) {
     case 'required':
       return `missing required key "${String(err.params['missingProperty'])}"`;
@@ -179,8 +251,10 @@ export function parseConfig(text: string, file: string): ParsedConfig {
 
 // With allErrors, a failed oneOf also reports each branch's own failures
 // ("missing file", "missing records"); the oneOf message says it better alone.
+// An if/then adds "must match then schema" beside the then-branch's own errors,
+// which name the problem.
 function prune(errs: readonly ErrorObject[]): ErrorObject[] {
-  return errs.filter((e) => !/\/oneOf\/\d+\//.test(e.schemaPath));
+  return errs.filter((e) => !/\/oneOf\/\d+\//.test(e.schemaPath) && e.keyword !== 'if');
 }
 
 function sortErrors(errors: ConfigError[]): ConfigError[] {
@@ -234,8 +308,8 @@ function makeLocator(doc: Document, lc: LineCounter, text: string): { locate(pat
 // The data may have failed the schema, so every value is checked for its type
 // first and shape problems are left to the schema's messages.
 function checkSemantics(data: unknown, file: string, loc: ReturnType<typeof makeLocator>, errors: ConfigError[]): void {
-  const fail = (path: ConfigPath, detail: string): void => {
-    const pos = loc.locate(path);
+  const fail = (path: ConfigPath, detail: string, key = false): void => {
+    const pos = key ? loc.locateKey(path) : loc.locate(path);
     errors.push(new ConfigError(detail, { file, line: pos.line, column: pos.column, path: formatPath(path) }));
   };
   const cfg = (typeof data === 'object' && data !== null ? data : {}) as Record<string, unknown>;
@@ -257,6 +331,7 @@ function checkSemantics(data: unknown, file: string, loc: ReturnType<typeof make
       fail(['zones', i, 'origin'], `bad zone name: ${(e as Error).message}`);
     }
   });
+  analyzeServices(data, file, (path) => loc.locate(path).line, fail);
 }
 
 /** "ipv4:port" or "[v6]:port" into parts (the schema's listen pattern); undefined when it has neither shape. */

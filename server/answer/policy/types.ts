@@ -43,6 +43,22 @@ export interface ServiceRuntime {
   /** ms epoch of the last change of the answer (its summary), for the settle window. */
   readonly changedAt?: number;
   readonly summary?: string;
+  /**
+   * Addition: failover state per address family. The A answer follows the v4
+   * health of the members and the AAAA answer their v6 health, so each family
+   * has its own active group, ramp and manual wait. The top-level
+   * activePriority/ramp/waitingSince mirror these for logs (v4 first) and seed
+   * both families when `families` is absent. Unset for multivalue, weighted,
+   * srv and mx services.
+   */
+  readonly families?: { readonly v4?: FamilyRuntime; readonly v6?: FamilyRuntime };
+}
+
+/** The failover state of one address family (see ServiceRuntime.families). */
+export interface FamilyRuntime {
+  readonly activePriority?: number;
+  readonly ramp?: ServiceRuntime['ramp'];
+  readonly waitingSince?: number;
 }
 
 export interface ServiceAnswer {
