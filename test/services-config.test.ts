@@ -343,7 +343,7 @@ t.test('views: order, the default last, errors at their lines', async (t) => {
   t.same(
     config.views.map((v) => [v.name, v.match.map(formatCidr), v.useEcs]),
     [
-      ['lab', ['192.0.2.0/26', '2001:db8:1::/48'], true],
+      ['lab', ['192.0.2.0/26', '2001:db8:1::/48'], false],
       ['internal', ['10.0.0.0/8', '127.0.0.2/32', '::1/128'], false],
       ['external', [], false],
     ],
@@ -723,4 +723,9 @@ t.test('schema: unknown keys and shapes in services', async (t) => {
       '12:5 services[1]: missing required key "name"',
     ],
   );
+});
+
+t.test('views: ecs is refused until EDNS Client Subnet matching exists', async (t) => {
+  const errors = await loadTextErrors(t, yaml('views:', '  - name: inside', '    match: ["10.0.0.0/8"]', '    ecs: true', ...ZONES));
+  t.match(errors, [/^4 views\[0\]\.ecs: EDNS Client Subnet matching is not implemented yet/]);
 });

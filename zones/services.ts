@@ -269,7 +269,9 @@ function analyzeViews(value: unknown, report: Report): CompiledView[] {
       return;
     }
     firstAt.set(name, i);
-    out.push({ name, match, useEcs: v['ecs'] === true });
+    // Accepting the key and then ignoring it would be worse than refusing it.
+    if (v['ecs'] === true) report(['views', i, 'ecs'], 'EDNS Client Subnet matching is not implemented yet; views match the source address');
+    out.push({ name, match, useEcs: false });
   });
   return out;
 }
