@@ -137,23 +137,36 @@ async function until(t: Test, what: string, cond: () => Promise<boolean>, limitM
   }
 }
 
-t.test('failover, blip immunity, fail-open, failback, views and reload', async (t) => {
+interface Rig {
+  readonly primary: Backend;
+  readonly secondary: Backend;
+  readonly daemon: Daemon;
+  readonly port: number;
+  readonly file: string;
+}
+
+/** Two backends on 127.0.0.2/3 (same port) and a daemon serving the config `yamlFor(port)` writes. */
+async function rig(t: Test, prefix: string, yamlFor: (backendPort: number) => string): Promise<Rig> {
   const primary = backend('127.0.0.2');
   await primary.start();
   const secondary = backend('127.0.0.3', primary.port);
   await secondary.start();
-  const dir = mkdtempSync(join(tmpdir(), 'vigil-failover-'));
+  const dir = mkdtempSync(join(tmpdir(), prefix));
   writeFileSync(join(dir, 'failover.test.zone'), ZONE);
   const file = join(dir, 'vigil.yaml');
-  writeFileSync(file, configYaml(primary.port));
-  const daemon: Daemon = await startDaemon(file, pino({ level: 'silent' }), onLoopback);
-  const port = daemon.server.addresses.udp[0]!.port;
+  writeFileSync(file, yamlFor(primary.port));
+  const daemon = await startDaemon(file, pino({ level: 'silent' }), onLoopback);
   t.teardown(async () => {
     await daemon.close();
     await primary.stop();
     await secondary.stop();
     rmSync(dir, { recursive: true, force: true });
   });
+  return { primary, secondary, daemon, port: daemon.server.addresses.udp[0]!.port, file };
+}
+
+t.test('failover, blip immunity, fail-open, failback, views and reload', async (t) => {
+  const { primary, secondary, daemon, port, file } = await rig(t, 'vigil-failover-', (p) => configYaml(p));
 
   await t.test('starts on the primary, and probes reach both backends', async (t) => {
     t.same(await addresses(port, 'www.failover.test'), ['127.0.0.2']);
@@ -248,22 +261,9 @@ t.test('failover, blip immunity, fail-open, failback, views and reload', async (
 });
 
 t.test('gradual failback: the recovered primary gets a share of answers, then all', async (t) => {
-  const primary = backend('127.0.0.2');
-  await primary.start();
-  const secondary = backend('127.0.0.3', primary.port);
-  await secondary.start();
-  const dir = mkdtempSync(join(tmpdir(), 'vigil-ramp-'));
-  writeFileSync(join(dir, 'failover.test.zone'), ZONE);
-  const file = join(dir, 'vigil.yaml');
-  writeFileSync(file, configYaml(primary.port, { failback: '{ ramp: [50, 100], step: 1500ms }' }));
-  const daemon = await startDaemon(file, pino({ level: 'silent' }), onLoopback);
-  const port = daemon.server.addresses.udp[0]!.port;
-  t.teardown(async () => {
-    await daemon.close();
-    await primary.stop();
-    await secondary.stop();
-    rmSync(dir, { recursive: true, force: true });
-  });
+  const { primary, secondary, port } = await rig(t, 'vigil-ramp-', (p) =>
+    configYaml(p, { failback: '{ ramp: [50, 100], step: 1500ms }' }),
+  );
 
   // The probe worker must be running before the kill, or the test times the worker's start-up.
   await until(t, 'probes running', async () => primary.hits > 2 && secondary.hits > 2, 5000);
@@ -286,22 +286,9 @@ t.test('gradual failback: the recovered primary gets a share of answers, then al
 });
 
 t.test('manual failback waits for the operator', async (t) => {
-  const primary = backend('127.0.0.2');
-  await primary.start();
-  const secondary = backend('127.0.0.3', primary.port);
-  await secondary.start();
-  const dir = mkdtempSync(join(tmpdir(), 'vigil-manual-'));
-  writeFileSync(join(dir, 'failover.test.zone'), ZONE);
-  const file = join(dir, 'vigil.yaml');
-  writeFileSync(file, configYaml(primary.port, { failback: 'manual' }) + 'admin:\n  listen: "127.0.0.1:0"\n');
-  const daemon = await startDaemon(file, pino({ level: 'silent' }), onLoopback);
-  const port = daemon.server.addresses.udp[0]!.port;
-  t.teardown(async () => {
-    await daemon.close();
-    await primary.stop();
-    await secondary.stop();
-    rmSync(dir, { recursive: true, force: true });
-  });
+  const { primary, secondary, daemon, port } = await rig(t, 'vigil-manual-', (p) =>
+    configYaml(p, { failback: 'manual' }) + 'admin:\n  listen: "127.0.0.1:0"\n',
+  );
 
   // The probe worker must be running before the kill, or the test times the worker's start-up.
   await until(t, 'probes running', async () => primary.hits > 2 && secondary.hits > 2, 5000);
@@ -320,37 +307,23 @@ t.test('manual failback waits for the operator', async (t) => {
 });
 
 t.test('with the default probe timings: a kill switches within W + 0.5 s, a 500 ms blip moves nothing', async (t) => {
-  const primary = backend('127.0.0.2');
-  await primary.start();
-  const secondary = backend('127.0.0.3', primary.port);
-  await secondary.start();
-  const dir = mkdtempSync(join(tmpdir(), 'vigil-defaults-'));
-  writeFileSync(join(dir, 'failover.test.zone'), ZONE);
-  const file = join(dir, 'vigil.yaml');
   // Only what must be said: no timing keys, so interval 500 ms, recheck 200 ms, fall 5 (W = 1 s).
-  writeFileSync(
-    file,
-    `listen: ["127.0.0.1:0"]
+  const { primary, secondary, port } = await rig(
+    t,
+    'vigil-defaults-',
+    (p) => `listen: ["127.0.0.1:0"]
 zones:
   - origin: failover.test.
     file: failover.test.zone
 services:
   - name: www.failover.test.
     failback: immediate
-    probe: { type: http, port: ${primary.port}, path: /health }
+    probe: { type: http, port: ${p}, path: /health }
     members:
       - { name: primary, addresses: ["127.0.0.2"], priority: 1 }
       - { name: secondary, addresses: ["127.0.0.3"], priority: 2 }
 `,
   );
-  const daemon = await startDaemon(file, pino({ level: 'silent' }), onLoopback);
-  const port = daemon.server.addresses.udp[0]!.port;
-  t.teardown(async () => {
-    await daemon.close();
-    await primary.stop();
-    await secondary.stop();
-    rmSync(dir, { recursive: true, force: true });
-  });
   await until(t, 'probes running', async () => primary.hits > 2 && secondary.hits > 2, 5000);
 
   primary.mode = '503';
