@@ -70,6 +70,13 @@ const WORKER_URL = new URL(import.meta.url.endsWith('.ts') ? './worker.ts' : './
 interface Entry {
   readonly job: ProbeJob;
   readonly signature: string;
+  /**
+   * Key of the entry whose loop probes for this one. Members that probe the
+   * same address the same way (the same backend behind two services, or in
+   * two views) share one loop: one set of checks, one verdict, the same
+   * moment of change for every service that uses it.
+   */
+  readonly lead: string;
 }
 
 /** The spec as it travels: regexes as "/source/flags" (structured clone keeps RegExp, but JSON signatures do not). */
@@ -120,6 +127,7 @@ export class HealthMonitor extends EventEmitter<HealthMonitorEvents> {
   update(services: readonly CompiledService[]): void {
     if (this.closed) throw new Error('HealthMonitor is closed');
     const next = new Map<string, Entry>();
+    const leads = new Map<string, string>();
     const names = new Set<string>();
     for (const service of services) {
       names.add(service.name);
@@ -135,7 +143,9 @@ export class HealthMonitor extends EventEmitter<HealthMonitorEvents> {
           const old = this.entries.get(key);
           const serial = old !== undefined && old.signature === signature ? old.job.serial : ++this.serial;
           const job: ProbeJob = { key, serial, memberId: m.id, family, address, spec, damping: service.damping, initial: service.initialState };
-          next.set(key, { job, signature });
+          const lead = leads.get(signature) ?? key;
+          leads.set(signature, lead);
+          next.set(key, { job, signature, lead });
         }
       }
     }
@@ -218,9 +228,10 @@ export class HealthMonitor extends EventEmitter<HealthMonitorEvents> {
     }
   }
 
+  /** One job per distinct probe: followers ride on their lead's loop. */
   private probedJobs(): ProbeJob[] {
     const jobs: ProbeJob[] = [];
-    for (const { job } of this.entries.values()) if (job.spec.type !== 'none') jobs.push(job);
+    for (const { job, lead } of this.entries.values()) if (job.spec.type !== 'none' && lead === job.key) jobs.push(job);
     return jobs;
   }
 
@@ -274,13 +285,18 @@ export class HealthMonitor extends EventEmitter<HealthMonitorEvents> {
       this.resolveReady = undefined;
       return;
     }
-    const entry = this.entries.get(msg.key);
+    const leadEntry = this.entries.get(msg.key);
     // A result from a loop that has since been replaced or removed.
-    if (entry === undefined || entry.job.serial !== msg.serial) return;
-    const { job } = entry;
-    const prev = this.members.get(msg.key);
+    if (leadEntry === undefined || leadEntry.job.serial !== msg.serial) return;
+    for (const entry of this.entries.values()) {
+      if (entry.lead === msg.key) this.apply(entry.job, msg);
+    }
+  }
+
+  private apply(job: ProbeJob, msg: Extract<FromWorker, { type: 'health' }>): void {
+    const prev = this.members.get(job.key);
     const health = msg.health;
-    this.members.set(msg.key, health);
+    this.members.set(job.key, health);
     this.dirty = true;
     const from = prev?.status ?? job.initial;
     const wasHeld = prev?.held ?? false;
@@ -293,7 +309,7 @@ export class HealthMonitor extends EventEmitter<HealthMonitorEvents> {
     }
     if (!sameHealth(prev, health)) this.markChanged();
     if (msg.check !== undefined && this.listenerCount('check') > 0) {
-      this.emit('check', { key: msg.key, memberId: job.memberId, family: job.family, address: job.address, type: job.spec.type, health, check: msg.check });
+      this.emit('check', { key: job.key, memberId: job.memberId, family: job.family, address: job.address, type: job.spec.type, health, check: msg.check });
     }
   }
 

@@ -170,7 +170,7 @@ t.test('failover, blip immunity, fail-open, failback, views and reload', async (
 
   await t.test('starts on the primary, and probes reach both backends', async (t) => {
     t.same(await addresses(port, 'www.failover.test'), ['127.0.0.2']);
-    await until(t, 'both backends probed', async () => primary.hits > 2 && secondary.hits > 2, 3000);
+    await until(t, 'both backends probed', async () => primary.hits > 2 && secondary.hits > 2, 8000);
     t.same(await addresses(port, 'pool.failover.test'), ['127.0.0.2', '127.0.0.3'], 'multivalue hands out both');
   });
 
@@ -266,7 +266,7 @@ t.test('gradual failback: the recovered primary gets a share of answers, then al
   );
 
   // The probe worker must be running before the kill, or the test times the worker's start-up.
-  await until(t, 'probes running', async () => primary.hits > 2 && secondary.hits > 2, 5000);
+  await until(t, 'probes running', async () => primary.hits > 2 && secondary.hits > 2, 8000);
   await primary.stop();
   await until(t, 'on secondary', async () => (await addresses(port, 'www.failover.test')).join() === '127.0.0.3', 2100);
   await primary.start();
@@ -291,7 +291,7 @@ t.test('manual failback waits for the operator', async (t) => {
   );
 
   // The probe worker must be running before the kill, or the test times the worker's start-up.
-  await until(t, 'probes running', async () => primary.hits > 2 && secondary.hits > 2, 5000);
+  await until(t, 'probes running', async () => primary.hits > 2 && secondary.hits > 2, 8000);
   await primary.stop();
   await until(t, 'on secondary', async () => (await addresses(port, 'www.failover.test')).join() === '127.0.0.3', 2100);
   await primary.start();
@@ -324,7 +324,7 @@ services:
       - { name: secondary, addresses: ["127.0.0.3"], priority: 2 }
 `,
   );
-  await until(t, 'probes running', async () => primary.hits > 2 && secondary.hits > 2, 5000);
+  await until(t, 'probes running', async () => primary.hits > 2 && secondary.hits > 2, 8000);
 
   primary.mode = '503';
   const seen = new Set<string>();

@@ -586,3 +586,28 @@ console.log('closed after ' + checks + ' checks');
   t.match(out, /closed after \d+ checks/);
   t.ok(closedAt > 0 && Date.now() - closedAt < 1_000, `exited ${Date.now() - closedAt} ms after close()`);
 });
+
+t.test('members that probe the same backend the same way share one loop', async (t) => {
+  const backend = await new Backend().start();
+  const monitor = new HealthMonitor({ logger: pino({ level: 'silent' }) });
+  const rec = new Recorder(monitor);
+  t.teardown(async () => {
+    await monitor.close();
+    await backend.stop();
+  });
+  // The same backend behind two services (say, one per view), probed identically.
+  monitor.update([service('www.', [member('www.', 'a', backend)]), service('pool.', [member('pool.', 'a', backend)])]);
+  await rec.next('www./a', (s) => s.to === 'up', 3000 * SLACK);
+  await rec.next('pool./a', (s) => s.to === 'up', 3000 * SLACK);
+  const from = Date.now();
+  await sleep(400);
+  const starts = (id: string): number[] => rec.checksOf(id, from).map((c) => c.check.startedAt);
+  t.ok(starts('www./a').length > 0, 'checks ran');
+  t.same(starts('pool./a'), starts('www./a'), 'every check is one check, reported to both members');
+  await backend.stop();
+  const down1 = await rec.next('www./a', (s) => s.to === 'down', 2000 * SLACK);
+  const down2 = await rec.next('pool./a', (s) => s.to === 'down', 2000 * SLACK);
+  t.equal(down1.at, down2.at, 'both went down in the same change');
+  const snap = monitor.snapshot();
+  t.equal(snap.members.get(key('www./a'))?.since, snap.members.get(key('pool./a'))?.since);
+});
