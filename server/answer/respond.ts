@@ -7,7 +7,7 @@ import { CLASS, RCODE } from '../wire/constants.js';
 import { parseQuery, type Edns, type Query } from '../wire/query.js';
 import { MessageWriter, OPT_SIZE, MAX_MESSAGE } from '../wire/writer.js';
 import { resolve, type Answer, type Entry } from './resolve.js';
-import { ANSWER_CACHE_LIMIT, type Snapshot, type ViewSnapshot } from './snapshot.js';
+import { ANSWER_CACHE_LIMIT, type MemoEntry, type Snapshot, type ViewSnapshot } from './snapshot.js';
 
 export type Transport = 'udp' | 'tcp';
 
@@ -16,7 +16,7 @@ const CLASSIC_UDP_LIMIT = 512;
 
 const scratch = new MessageWriter(MAX_MESSAGE);
 
-/** Per-query sequence number: consecutive queries take consecutive alternatives of health-driven RRsets. */
+/** Turn for names not (yet) memoised; memoised ones keep their own turn (MemoEntry.turn). */
 let sequence = 0;
 
 /** Size limit for this response: the client's advertised size, capped by ours, or 64 KiB over TCP. */
@@ -46,12 +46,12 @@ export function respond(msg: Uint8Array, length: number, snap: Snapshot, transpo
   if (viewIndex < 0) return encode(emptyAnswer(RCODE.REFUSED, q.qclass), q, msg, limit, snap);
   const view = snap.views[viewIndex]!;
 
-  const pick = sequence++ & 0x3fffffff;
   const cacheKey = q.qclass === CLASS.IN ? q.qname + String.fromCharCode(q.qtype) : undefined;
-  let slots: (Buffer | undefined)[] | undefined;
-  if (cacheKey !== undefined) {
-    slots = view.answerCache.get(cacheKey);
-    const hit = slots?.[pick % slots.length];
+  const entry = cacheKey !== undefined ? view.answerCache.get(cacheKey) : undefined;
+  // Consecutive queries for a name take consecutive alternatives (rotation, weighted draws, ramp shares).
+  const pick = entry !== undefined ? entry.turn++ & 0x3fffffff : sequence++ & 0x3fffffff;
+  if (entry !== undefined) {
+    const hit = entry.slots[pick % entry.slots.length];
     if (hit !== undefined) {
       const out = fromCache(hit, q, msg, limit, snap);
       if (out !== undefined) return out;
@@ -60,7 +60,7 @@ export function respond(msg: Uint8Array, length: number, snap: Snapshot, transpo
 
   const ans = resolve(view, q.qname, q.qtype, q.qclass, pick);
   if (ans.cacheable && cacheKey !== undefined) {
-    const full = memoise(view, cacheKey, slots, ans, q, msg, pick, snap);
+    const full = memoise(view, cacheKey, entry, ans, q, msg, pick, snap);
     if (full !== undefined) {
       const out = fromCache(full, q, msg, limit, snap);
       if (out !== undefined) return out;
@@ -73,21 +73,21 @@ export function respond(msg: Uint8Array, length: number, snap: Snapshot, transpo
 function memoise(
   view: ViewSnapshot,
   key: string,
-  existing: (Buffer | undefined)[] | undefined,
+  existing: MemoEntry | undefined,
   ans: Answer,
   q: Query,
   msg: Uint8Array,
   pick: number,
   snap: Snapshot,
 ): Buffer | undefined {
-  let slots = existing;
-  if (slots === undefined || slots.length !== ans.variantCount) {
+  let entry = existing;
+  if (entry === undefined || entry.slots.length !== ans.variantCount) {
     if (view.answerCache.size >= ANSWER_CACHE_LIMIT) return undefined;
-    slots = new Array<Buffer | undefined>(ans.variantCount);
-    view.answerCache.set(key, slots);
+    entry = { slots: new Array<Buffer | undefined>(ans.variantCount), turn: pick + 1 };
+    view.answerCache.set(key, entry);
   }
   const full = encodeInto(scratch, ans, { ...q, rd: false, cd: false, edns: undefined }, msg, MAX_MESSAGE, snap);
-  slots[pick % slots.length] = full;
+  entry.slots[pick % entry.slots.length] = full;
   return full;
 }
 

@@ -19,11 +19,19 @@ export interface ViewSnapshot {
   readonly negativeSoa: ReadonlyMap<string, RRset>;
   /** CHAOS-class TXT answers (version.bind and friends), empty when disabled. */
   readonly chaos: ReadonlyMap<string, RRset>;
+  /** Memo of encoded answers for names that exist, by qname key + qtype (see respond.ts). */
+  readonly answerCache: Map<string, MemoEntry>;
+}
+
+export interface MemoEntry {
+  /** One encoded answer per alternative of the health-driven RRsets met (one slot when there are none). */
+  readonly slots: (Buffer | undefined)[];
   /**
-   * Memo of encoded answers for names that exist, by qname key + qtype: one
-   * slot per alternative of the health-driven RRsets met (see respond.ts).
+   * Whose turn is next, per name and type: a rotation must advance for each
+   * name on its own, or a client alternating A and AAAA queries would see the
+   * same alternative forever.
    */
-  readonly answerCache: Map<string, (Buffer | undefined)[]>;
+  turn: number;
 }
 
 export interface Snapshot {
