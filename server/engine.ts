@@ -5,7 +5,7 @@
 
 import { pino, type Logger } from 'pino';
 import { HealthMonitor } from '../probes/monitor.js';
-import { healthKey, type HealthSnapshot } from '../probes/health/state.js';
+import { healthKey } from '../probes/health/state.js';
 import { computeServiceAnswer } from './answer/policy/compute.js';
 import type { ServiceAnswer, ServiceRuntime } from './answer/policy/types.js';
 import { buildSnapshot, serviceKey, type Snapshot } from './answer/snapshot.js';
@@ -93,10 +93,6 @@ export class Engine {
 
   current(): Snapshot {
     return this.snapshot;
-  }
-
-  health(): HealthSnapshot {
-    return this.monitor.snapshot();
   }
 
   state(): ServiceState[] {

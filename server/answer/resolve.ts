@@ -3,7 +3,7 @@
 // It never encodes; respond.ts turns the result into bytes.
 
 import { CLASS, RCODE, TYPE } from '../wire/constants.js';
-import { parentKey, readUncompressedName, lowerKey, wildcardOf } from '../wire/name.js';
+import { isSubdomain, parentKey, readUncompressedName, lowerKey, wildcardOf } from '../wire/name.js';
 import type { RRset, Zone, ZoneNode } from '../../zones/zone.js';
 import type { ViewSnapshot } from './snapshot.js';
 
@@ -163,15 +163,10 @@ function referral(zone: Zone, cut: ZoneNode, ans: Answer): void {
       if (rr !== undefined && !hasEntry(ans.additional, target, t)) {
         ans.additional.push({ owner: target, rrset: rr });
         // Glue under the cut is what makes the delegation usable at all (RFC 9471 section 3).
-        if (isBelow(target, cut.owner)) ans.requiredAdditional = ans.additional.length;
+        if (isSubdomain(target, cut.owner)) ans.requiredAdditional = ans.additional.length;
       }
     }
   }
-}
-
-function isBelow(name: string, ancestor: string): boolean {
-  for (let k: string | undefined = name; k !== undefined; k = parentKey(k)) if (k === ancestor) return true;
-  return false;
 }
 
 function hasEntry(list: readonly Entry[], owner: string, type: number): boolean {

@@ -5,7 +5,7 @@
 
 import { CLASS, RCODE } from '../wire/constants.js';
 import { parseQuery, type Edns, type Query } from '../wire/query.js';
-import { MessageWriter, OPT_SIZE, MAX_MESSAGE } from '../wire/writer.js';
+import { MessageWriter, OPT_SIZE, MAX_MESSAGE, writeOptAt } from '../wire/writer.js';
 import { resolve, type Answer, type Entry } from './resolve.js';
 import { ANSWER_CACHE_LIMIT, type MemoEntry, type Snapshot, type ViewSnapshot } from './snapshot.js';
 
@@ -108,21 +108,10 @@ function fromCache(hit: Buffer, q: Query, msg: Uint8Array, limit: number, snap: 
   if (q.cd) out[3]! |= 0x10;
   out.set(msg.subarray(12, q.questionEnd), 12);
   if (q.edns !== undefined) {
-    writeOpt(out, hit.length, snap.udpPayload, 0, q.edns.dnssecOk);
+    writeOptAt(out, hit.length, snap.udpPayload, 0, q.edns.dnssecOk);
     out.writeUInt16BE(out.readUInt16BE(10) + 1, 10);
   }
   return out;
-}
-
-function writeOpt(out: Buffer, at: number, payload: number, extRcode: number, dnssecOk: boolean): void {
-  out[at] = 0;
-  out.writeUInt16BE(41, at + 1);
-  out.writeUInt16BE(payload, at + 3);
-  out[at + 5] = extRcode;
-  out[at + 6] = 0;
-  out[at + 7] = dnssecOk ? 0x80 : 0;
-  out[at + 8] = 0;
-  out.writeUInt16BE(0, at + 9);
 }
 
 interface Header {

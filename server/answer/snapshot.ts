@@ -3,7 +3,7 @@
 // swap it atomically. The only mutable part is the memo of encoded answers,
 // which is a pure function of the rest and so safe to fill lazily.
 
-import { CLASS, TYPE } from '../wire/constants.js';
+import { TYPE } from '../wire/constants.js';
 import { parseName } from '../wire/name.js';
 import type { CompiledConfig, RRset, Zone } from '../../zones/zone.js';
 import type { CompiledService } from '../../zones/service.js';
@@ -105,4 +105,3 @@ export function buildSnapshot(config: CompiledConfig, answers: ReadonlyMap<strin
   return { views, matchView: compileViewMatcher(config.views), udpPayload: config.server.udpPayload };
 }
 
-export const CHAOS_CLASS = CLASS.CH;

@@ -4,6 +4,7 @@
 
 import { isIPv4 } from 'node:net';
 import type { Cidr, CompiledView } from '../../zones/service.js';
+import { parseIPv6 } from '../../zones/rdata-text.js';
 
 /** Returns the index of the matching view, or -1 (the query is REFUSED). */
 export type ViewMatcher = (address: string) => number;
@@ -27,34 +28,6 @@ function v4Bytes(addr: string, out: Uint8Array): boolean {
   return k === 4;
 }
 
-/** Expands an IPv6 text address into 16 bytes (node gives us canonical forms, possibly with an embedded IPv4 tail). */
-function v6Bytes(addr: string, out: Uint8Array): boolean {
-  const zone = addr.indexOf('%');
-  const text = zone >= 0 ? addr.slice(0, zone) : addr;
-  let head = text;
-  let tailV4: Uint8Array | undefined;
-  const lastColon = text.lastIndexOf(':');
-  if (text.indexOf('.', lastColon) > 0) {
-    tailV4 = new Uint8Array(4);
-    if (!v4Bytes(text.slice(lastColon + 1), tailV4)) return false;
-    head = text.slice(0, lastColon + 1) + '0:0';
-  }
-  const halves = head.split('::');
-  if (halves.length > 2) return false;
-  const left = halves[0] === '' ? [] : halves[0]!.split(':');
-  const right = halves.length === 2 ? (halves[1] === '' ? [] : halves[1]!.split(':')) : [];
-  const groups = halves.length === 2 ? [...left, ...Array<string>(8 - left.length - right.length).fill('0'), ...right] : left;
-  if (groups.length !== 8) return false;
-  for (let g = 0; g < 8; g++) {
-    const v = parseInt(groups[g]!, 16);
-    if (Number.isNaN(v) || v > 0xffff) return false;
-    out[g * 2] = v >> 8;
-    out[g * 2 + 1] = v & 0xff;
-  }
-  if (tailV4 !== undefined) out.set(tailV4, 12);
-  return true;
-}
-
 function contains(c: Cidr, bytes: Uint8Array): boolean {
   const full = c.prefix >> 3;
   for (let i = 0; i < full; i++) if (bytes[i] !== c.bytes[i]) return false;
@@ -67,7 +40,6 @@ function contains(c: Cidr, bytes: Uint8Array): boolean {
 export function compileViewMatcher(views: readonly CompiledView[]): ViewMatcher {
   if (views.length === 0 || views[0]!.match.length === 0) return () => 0;
   const v4 = new Uint8Array(4);
-  const v6 = new Uint8Array(16);
   return (address: string): number => {
     let bytes: Uint8Array;
     let family: 4 | 6;
@@ -81,8 +53,13 @@ export function compileViewMatcher(views: readonly CompiledView[]): ViewMatcher 
       bytes = v4;
       family = 4;
     } else {
-      if (!v6Bytes(address, v6)) return -1;
-      bytes = v6;
+      // A link-local source carries a zone index ("fe80::1%eth0"); prefixes never do.
+      const zone = address.indexOf('%');
+      try {
+        bytes = parseIPv6(zone >= 0 ? address.slice(0, zone) : address);
+      } catch {
+        return -1;
+      }
       family = 6;
     }
     for (let i = 0; i < views.length; i++) {

@@ -13,8 +13,6 @@ import type { TcpSettings } from '../../zones/zone.js';
 export interface TcpListener {
   readonly server: net.Server;
   readonly address: { address: string; port: number };
-  /** Open connections right now (for tests and metrics). */
-  connections(): number;
   close(): Promise<void>;
 }
 
@@ -94,7 +92,6 @@ export function listenTcp(
       resolve({
         server,
         address: { address: a.address, port: a.port },
-        connections: () => sockets.size,
         close: () =>
           new Promise<void>((r) => {
             for (const s of sockets) s.destroy();

@@ -3,7 +3,7 @@
 // truncation), so it favours correctness and compactness over raw speed.
 
 import { COMPRESSIBLE_RDATA, TYPE } from './constants.js';
-import { lowerKey } from './name.js';
+import { lowerKey, readUncompressedName } from './name.js';
 
 /** The largest message we ever build: TCP's 2-byte length limit. */
 export const MAX_MESSAGE = 65535;
@@ -88,18 +88,6 @@ export class MessageWriter {
     return true;
   }
 
-  /** Names inside stored rdata are uncompressed wire; read one back as a key. */
-  private static nameAt(rdata: Uint8Array, offset: number): { key: string; end: number } {
-    let key = '';
-    let i = offset;
-    while (i < rdata.length && rdata[i] !== 0) {
-      const len = rdata[i]!;
-      key += String.fromCharCode(...rdata.subarray(i, i + len + 1));
-      i += len + 1;
-    }
-    return { key: key + '\x00', end: i + 1 };
-  }
-
   /**
    * Writes one resource record. Returns false, with the writer rolled back to
    * where it was, when the record does not fit: the caller decides whether
@@ -134,32 +122,23 @@ export class MessageWriter {
     switch (type) {
       case TYPE.MX: {
         if (!this.raw(rdata, 0, 2)) return false;
-        return this.name(MessageWriter.nameAt(rdata, 2).key, true);
+        return this.name(readUncompressedName(rdata, 2).key, true);
       }
       case TYPE.SOA: {
-        const m = MessageWriter.nameAt(rdata, 0);
-        const r = MessageWriter.nameAt(rdata, m.end);
+        const m = readUncompressedName(rdata, 0);
+        const r = readUncompressedName(rdata, m.end);
         return this.name(m.key, true) && this.name(r.key, true) && this.raw(rdata, r.end);
       }
       default:
         // NS, CNAME, PTR: the whole rdata is one name.
-        return this.name(MessageWriter.nameAt(rdata, 0).key, true);
+        return this.name(readUncompressedName(rdata, 0).key, true);
     }
   }
 
   /** Appends an OPT record (RFC 6891) with no options. */
   opt(udpPayload: number, extendedRcode: number, dnssecOk: boolean): boolean {
     if (this.length + OPT_SIZE > this.limit) return false;
-    const b = this.buf;
-    const o = this.length;
-    b[o] = 0;
-    b.writeUInt16BE(TYPE.OPT, o + 1);
-    b.writeUInt16BE(udpPayload, o + 3);
-    b[o + 5] = extendedRcode;
-    b[o + 6] = 0; // version 0
-    b[o + 7] = dnssecOk ? 0x80 : 0;
-    b[o + 8] = 0;
-    b.writeUInt16BE(0, o + 9);
+    writeOptAt(this.buf, this.length, udpPayload, extendedRcode, dnssecOk);
     this.length += OPT_SIZE;
     return true;
   }
@@ -168,4 +147,16 @@ export class MessageWriter {
   toBuffer(): Buffer {
     return Buffer.from(this.buf.subarray(0, this.length));
   }
+}
+
+/** Writes an OPT record with no options (version 0) at `at`; the caller has made room for OPT_SIZE octets. */
+export function writeOptAt(b: Buffer, at: number, udpPayload: number, extendedRcode: number, dnssecOk: boolean): void {
+  b[at] = 0;
+  b.writeUInt16BE(TYPE.OPT, at + 1);
+  b.writeUInt16BE(udpPayload, at + 3);
+  b[at + 5] = extendedRcode;
+  b[at + 6] = 0;
+  b[at + 7] = dnssecOk ? 0x80 : 0;
+  b[at + 8] = 0;
+  b.writeUInt16BE(0, at + 9);
 }
