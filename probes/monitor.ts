@@ -107,6 +107,8 @@ export class HealthMonitor extends EventEmitter<HealthMonitorEvents> {
   private worker: Worker | undefined;
   private workerStartedAt = 0;
   private restarts = 0;
+  /** Lead key → every job its loop serves (itself first). */
+  private sharing = new Map<string, ProbeJob[]>();
   private restartTimer: NodeJS.Timeout | undefined;
   private readyPromise: Promise<void> = Promise.resolve();
   private resolveReady: (() => void) | undefined;
@@ -158,6 +160,14 @@ export class HealthMonitor extends EventEmitter<HealthMonitorEvents> {
       if (!names.has(name) && this.approved.delete(name)) changed = true;
     }
     this.entries = next;
+    // Built once per update so a check result reaches its members without a scan of every entry.
+    const sharing = new Map<string, ProbeJob[]>();
+    for (const { job, lead } of next.values()) {
+      const list = sharing.get(lead);
+      if (list === undefined) sharing.set(lead, [job]);
+      else list.push(job);
+    }
+    this.sharing = sharing;
 
     // Never probed: up at once, here, without a worker for configs that probe nothing.
     const now = Date.now();
@@ -288,9 +298,7 @@ export class HealthMonitor extends EventEmitter<HealthMonitorEvents> {
     const leadEntry = this.entries.get(msg.key);
     // A result from a loop that has since been replaced or removed.
     if (leadEntry === undefined || leadEntry.job.serial !== msg.serial) return;
-    for (const entry of this.entries.values()) {
-      if (entry.lead === msg.key) this.apply(entry.job, msg);
-    }
+    for (const job of this.sharing.get(msg.key) ?? [leadEntry.job]) this.apply(job, msg);
   }
 
   private apply(job: ProbeJob, msg: Extract<FromWorker, { type: 'health' }>): void {
