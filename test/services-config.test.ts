@@ -62,7 +62,8 @@ const named = (c: { services: readonly CompiledService[] }, name: string, view?:
 t.test('the example loads and compiles', async (t) => {
   const { config, warnings } = await loadConfig(example);
   t.same(warnings, []);
-  t.same(config.server.admin, { host: '127.0.0.1', port: 9153 });
+  t.same(config.operations.admin, { host: '127.0.0.1', port: 8053 });
+  t.same(config.operations.metrics, { host: '127.0.0.1', port: 9153 });
   t.same(
     config.views.map((v) => ({ name: v.name, match: v.match.map(formatCidr), useEcs: v.useEcs })),
     [
@@ -89,7 +90,7 @@ t.test('the example loads and compiles', async (t) => {
 
   const www = named(config, 'www.failover.test.', 'external');
   t.equal(www.name, parseName('www.failover.test.'), 'a name key');
-  t.same(www.where, { file: example, line: 38 });
+  t.same(www.where, { file: example, line: 47 });
   t.same(
     { ...www, members: undefined, name: undefined, zone: undefined, where: undefined },
     {
@@ -251,7 +252,7 @@ t.test('defaults of a minimal service', async (t) => {
   );
   t.same(config.views, []);
   t.same([...config.viewZones.keys()], []);
-  t.equal(config.server.admin, undefined);
+  t.equal(config.operations.admin, undefined);
 
   const low = await loadText(t, yaml(...ZONES, 'services:', '  - name: api.example.test', '    ttl: 5', '    members:', '      - { name: one, addresses: ["192.0.2.7"] }'));
   t.equal(named(low.config, 'api.example.test.').degradedTtl, 5, 'the default degraded_ttl never exceeds ttl');
@@ -467,13 +468,14 @@ t.test('view zones', async (t) => {
 
 t.test('admin', async (t) => {
   const { config } = await loadText(t, yaml('admin:', '  listen: "[::1]:0"', ...ZONES));
-  t.same(config.server.admin, { host: '::1', port: 0 });
-  t.same(errs(yaml('admin:', '  listen: "192.0.2.1:9153"', 'zones: []')), [
-    '2:11 admin.listen: the admin API has no authentication and listens on loopback only (127.0.0.0/8 or ::1), not 192.0.2.1',
+  t.same(config.operations.admin, { host: '::1', port: 0 });
+  t.equal(config.operations.adminToken, undefined);
+  t.same(await loadTextErrors(t, yaml('admin:', '  listen: "192.0.2.1:8053"', ...ZONES)), [
+    '2 admin.listen: the admin API listens on 192.0.2.1, off loopback: set admin.token_file or $VIGIL_ADMIN_TOKEN',
   ]);
-  t.same(errs(yaml('admin:', '  listen: localhost:9153', '  token: x', 'zones: []')), [
+  t.same(errs(yaml('admin:', '  listen: localhost:8053', '  token: x', 'zones: []')), [
     '2:11 admin.listen: must be "ipv4:port" or "[ipv6]:port", e.g. "127.0.0.1:5353" or "[::1]:5353"',
-    '3:3 admin.token: unknown key "token" (expected one of: listen)',
+    '3:3 admin.token: unknown key "token" (expected one of: listen, token_file)',
   ]);
 });
 

@@ -3,12 +3,15 @@
 // zone wants the whole list at once, each entry pointing at a file and line.
 
 import { createHash } from 'node:crypto';
-import type { CompiledConfig, ListenAddress, RRset, ServerSettings, Zone, ZoneNode } from './zone.js';
+import type { CompiledConfig, CookieSettings, ListenAddress, RRset, ServerSettings, Zone, ZoneNode } from './zone.js';
+import type { Cidr } from './service.js';
 import type { SourceLocation, ZoneRecord } from './record.js';
 import { ConfigError, absolute, formatPath, splitHostPort, type ConfigPath, type Position, type RawConfig } from './config.js';
 import { CLASS, TYPE, typeName } from '../server/wire/constants.js';
 import { formatName, isSubdomain, lowerKey, parentKey, parseName, readUncompressedName } from '../server/wire/name.js';
-import { analyzeServices, placeServices, type PlacedZone } from './services.js';
+import { analyzeServices, parseCidr, placeServices, type PlacedZone } from './services.js';
+import { MAX_WINDOW_S, RRL_DEFAULTS, type RrlSettings } from '../server/limits/rrl.js';
+import { compileOperations, type OperationsInputs } from './operations.js';
 
 export const DEFAULTS = {
   listen: ['127.0.0.1:5353'],
@@ -250,8 +253,20 @@ export function parseDuration(value: number | string): number {
   return Math.round(n * scale);
 }
 
-/** Server settings with defaults filled in; the raw config is assumed schema-valid. */
-export function compileServerSettings(raw: RawConfig): ServerSettings {
+type Fail = (path: ConfigPath, detail: string) => void;
+
+/** For callers without a report list (unit tests): the first problem throws. */
+const throwFail: Fail = (path, detail) => {
+  throw new RangeError(`${formatPath(path)}: ${detail}`);
+};
+
+/**
+ * Server settings with defaults filled in; the raw config is assumed
+ * schema-valid. `inputs` supplies the environment and the secret-file reader
+ * (without it cookie secrets are not read, and a random one is used); `fail`
+ * collects what the schema cannot check (compileConfig passes its report).
+ */
+export function compileServerSettings(raw: RawConfig, inputs: OperationsInputs = {}, fail: Fail = throwFail): ServerSettings {
   const listen: ListenAddress[] = (raw.listen ?? DEFAULTS.listen).map((entry) => {
     const hp = splitHostPort(entry);
     if (!hp) throw new RangeError(`bad listen address "${entry}"`);
@@ -276,12 +291,90 @@ export function compileServerSettings(raw: RawConfig): ServerSettings {
     if (raw.chaos.identity !== undefined) chaos.identity = raw.chaos.identity;
     out = { ...out, chaos };
   }
-  if (raw.admin) {
-    const admin = splitHostPort(raw.admin.listen);
-    if (!admin) throw new RangeError(`bad admin listen address "${raw.admin.listen}"`);
-    out = { ...out, admin };
+  if (raw.rate_limit !== undefined) {
+    const rateLimit = compileRateLimit(raw.rate_limit, fail);
+    if (rateLimit !== undefined) out = { ...out, rateLimit };
   }
+  if (raw.cookies !== undefined || inputs.env?.['VIGIL_COOKIE_SECRET']) out = { ...out, cookies: compileCookies(raw.cookies ?? {}, inputs, fail) };
   return out;
+}
+
+function compileRateLimit(r: NonNullable<RawConfig['rate_limit']>, fail: Fail): RrlSettings | undefined {
+  const P = ['rate_limit'];
+  let ok = true;
+  let windowS: number = RRL_DEFAULTS.windowS;
+  if (r.window !== undefined) {
+    const ms = parseDuration(r.window);
+    // The limiter counts debt in whole seconds of the rate (RrlSettings.windowS).
+    if (ms % 1000 !== 0 || ms < 1000 || ms > MAX_WINDOW_S * 1000) {
+      fail([...P, 'window'], `window must be a whole number of seconds from 1s to 1h, not ${ms} ms`);
+      ok = false;
+    } else windowS = ms / 1000;
+  }
+  const allow: Cidr[] = [];
+  (r.exempt_clients ?? []).forEach((text, i) => {
+    try {
+      allow.push(parseCidr(text.trim()));
+    } catch (e) {
+      fail([...P, 'exempt_clients', i], (e as Error).message);
+      ok = false;
+    }
+  });
+  if (!ok) return undefined;
+  const rps = r.responses_per_second ?? RRL_DEFAULTS.responsesPerSecond;
+  return {
+    responsesPerSecond: rps,
+    nxdomainsPerSecond: r.nxdomains_per_second ?? rps,
+    errorsPerSecond: r.errors_per_second ?? rps,
+    slip: r.slip ?? RRL_DEFAULTS.slip,
+    windowS,
+    ipv4Prefix: r.ipv4_prefix_length ?? RRL_DEFAULTS.ipv4Prefix,
+    ipv6Prefix: r.ipv6_prefix_length ?? RRL_DEFAULTS.ipv6Prefix,
+    allow,
+    tableSize: r.table_size ?? RRL_DEFAULTS.tableSize,
+  };
+}
+
+const SECRET_HEX = /^[0-9A-Fa-f]{32}$/;
+
+/** A cookie secret file's first line as 16 octets; never quotes the content in an error (it is a secret). */
+function readCookieSecret(file: string, path: ConfigPath, inputs: OperationsInputs, fail: Fail): Buffer | undefined {
+  if (inputs.readFile === undefined) return undefined;
+  let text: string;
+  try {
+    text = inputs.readFile(file);
+  } catch (e) {
+    fail(path, `cannot read ${file}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+    return undefined;
+  }
+  const first = text.split(/\r?\n/, 1)[0]!.trim();
+  if (!SECRET_HEX.test(first)) {
+    fail(path, `${file} must hold the cookie secret as 32 hex digits (16 octets) on its first line`);
+    return undefined;
+  }
+  return Buffer.from(first, 'hex');
+}
+
+/**
+ * $VIGIL_COOKIE_SECRET wins over secret_file, like the other secrets, so a
+ * fleet can share one config file; previous_secret_file is read either way.
+ */
+function compileCookies(c: NonNullable<RawConfig['cookies']>, inputs: OperationsInputs, fail: Fail): CookieSettings {
+  if (c.enabled === false) return { enabled: false };
+  const P = ['cookies'];
+  const env = inputs.env?.['VIGIL_COOKIE_SECRET']?.trim();
+  let current: Buffer | undefined;
+  if (env) {
+    if (SECRET_HEX.test(env)) current = Buffer.from(env, 'hex');
+    else fail(P, '$VIGIL_COOKIE_SECRET must be 32 hex digits (16 octets)');
+  } else if (c.secret_file !== undefined) current = readCookieSecret(c.secret_file, [...P, 'secret_file'], inputs, fail);
+  const previous = c.previous_secret_file !== undefined ? readCookieSecret(c.previous_secret_file, [...P, 'previous_secret_file'], inputs, fail) : undefined;
+  if (previous !== undefined && current === undefined && inputs.readFile !== undefined) {
+    // A random current secret would be new at every start: the rollover the previous secret is for cannot be meant.
+    fail([...P, 'previous_secret_file'], 'previous_secret_file needs secret_file (or $VIGIL_COOKIE_SECRET): it is the secret before the current one');
+  }
+  if (current === undefined) return { enabled: true };
+  return { enabled: true, secret: previous !== undefined ? { current, previous } : { current } };
 }
 
 /** A zone's records as loaded by zones/load.ts (or a test). */
@@ -297,6 +390,8 @@ export interface ConfigInputs {
   configBytes: Uint8Array;
   /** Parallel to raw.zones. Undefined marks a zone that failed to load; its errors are reported elsewhere. */
   zones: readonly (LoadedZone | undefined)[];
+  /** Environment and secret-file reader for the operational keys; absent = neither (see operations.ts). */
+  operations?: OperationsInputs;
   /** Positions in the config file, for zone-wide errors; without it they point at line 0 (the whole file). */
   locate?: (path: ConfigPath) => Position;
 }
@@ -314,6 +409,8 @@ export function compileConfig(raw: RawConfig, configFile: string, inputs: Config
   };
   // Views and services first: their errors need no zone, and zones need the view names.
   const analysis = analyzeServices(raw, configFile, (path) => inputs.locate?.(path).line ?? 0, report);
+  const operations = compileOperations(raw, inputs.operations ?? {}, report);
+  const server = compileServerSettings(raw, inputs.operations ?? {}, report);
   const viewNames = analysis.views.map((v) => v.name);
 
   const zones = new Map<string, PlacedZone>();
@@ -372,11 +469,12 @@ export function compileConfig(raw: RawConfig, configFile: string, inputs: Config
   const config: CompiledConfig = {
     file: configFile,
     hash: hash.digest('hex'),
-    server: compileServerSettings(raw),
+    server,
     zones: onlyZones(zones),
     viewZones: new Map([...viewZones].map(([v, m]) => [v, onlyZones(m)])),
     views: analysis.views,
     services,
+    operations,
   };
   return { value: config, errors, warnings };
 }

@@ -104,7 +104,40 @@ export interface RawConfig {
     max_queries_per_connection?: number;
   };
   chaos?: { version?: string; identity?: string };
-  admin?: { listen: string };
+  rate_limit?: {
+    responses_per_second?: number;
+    nxdomains_per_second?: number;
+    errors_per_second?: number;
+    slip?: number;
+    window?: number | string;
+    ipv4_prefix_length?: number;
+    ipv6_prefix_length?: number;
+    exempt_clients?: string[];
+    table_size?: number;
+  };
+  cookies?: { enabled?: boolean; secret_file?: string; previous_secret_file?: string };
+  admin?: { listen: string; token_file?: string };
+  metrics?: { listen: string };
+  node?: { id?: string; pop?: string };
+  replication?: {
+    redis?: {
+      url?: string;
+      password_file?: string;
+      username?: string;
+      tls?: { ca_file?: string; servername?: string; verify?: boolean };
+      sentinels?: string[];
+      sentinel_name?: string;
+      cluster?: string[];
+      prefix?: string;
+    };
+    quorum?: 'majority' | number;
+    stale_after?: number | string;
+    heartbeat?: number | string;
+    resync?: number | string;
+    outage_grace?: number | string;
+    divergence_after?: number | string;
+  };
+  log?: { level?: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent'; query_log?: { sample: number } };
   views?: RawView[];
   zones: RawZone[];
   services?: RawService[];

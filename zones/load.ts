@@ -4,7 +4,8 @@
 // reload either swaps in a complete, checked snapshot or changes nothing.
 
 import { readFile } from 'node:fs/promises';
-import { dirname, isAbsolute, join } from 'node:path';
+import { readFileSync } from 'node:fs';
+import { dirname, isAbsolute, join, resolve as resolvePath } from 'node:path';
 import type { CompiledConfig } from './zone.js';
 import type { ZoneRecord } from './record.js';
 import { ConfigError, ConfigErrors, absolute, formatPath, parseConfig, type ParsedConfig, type RawZone } from './config.js';
@@ -43,7 +44,9 @@ export async function loadConfig(path: string): Promise<LoadResult> {
   );
   const errors = loads.flatMap((l) => l.errors);
   const zones = loads.map((l) => l.zone);
-  const result = compileConfig(parsed.raw, path, { configBytes, zones, locate: parsed.locate });
+  const dir = dirname(path);
+  const operations = { env: process.env, readFile: (f: string) => readFileSync(resolvePath(dir, f), 'utf8') };
+  const result = compileConfig(parsed.raw, path, { configBytes, zones, locate: parsed.locate, operations });
   errors.push(...result.errors);
   if (errors.length || !result.value) throw new ConfigErrors(byFileThenLine(errors, path, parsed.raw.zones, zones));
   return { config: result.value, warnings: result.warnings.map((w) => w.message) };

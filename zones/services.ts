@@ -1,4 +1,4 @@
-// The `views:`, `services:` and `admin:` config keys: checked and compiled to
+// The `views:` and `services:` config keys: checked and compiled to
 // the contract of service.ts. One analysis serves both places that need it:
 // parseConfig (errors only, on data that may have failed the schema, so every
 // value is type-checked before use) and compileConfig (the values, with
@@ -151,7 +151,7 @@ export interface Analysis {
 }
 
 /**
- * Checks and compiles `views`, `zones[].views`, `admin` and `services`.
+ * Checks and compiles `views`, `zones[].views` and `services`.
  * `lineOf` gives the line of a config path, for CompiledService.where.
  */
 export function analyzeServices(data: unknown, file: string, lineOf: (path: ConfigPath) => number, report: Report): Analysis {
@@ -180,16 +180,6 @@ export function analyzeServices(data: unknown, file: string, lineOf: (path: Conf
   list(cfg['zones']).forEach((z, i) => {
     if (isObj(z)) checkViewList(z['views'], ['zones', i, 'views']);
   });
-
-  const admin = cfg['admin'];
-  if (isObj(admin) && typeof admin['listen'] === 'string') {
-    const hp = splitHostPort(admin['listen']);
-    if (hp) {
-      if (isIP(hp.host) === 0) once(['admin', 'listen'], `"${hp.host}" is not an IP address`);
-      else if (hp.port > 65535) once(['admin', 'listen'], `port ${hp.port} is out of range (0..65535)`);
-      else if (!isLoopback(hp.host)) once(['admin', 'listen'], `the admin API has no authentication and listens on loopback only (127.0.0.0/8 or ::1), not ${hp.host}`);
-    }
-  }
 
   const drafts: ServiceDraft[] = [];
   const allViews = views.map((v) => v.name);

@@ -1,4 +1,7 @@
 import type { CompiledService, CompiledView } from './service.js';
+import type { OperationsSettings } from './operations.js';
+import type { RrlSettings } from '../server/limits/rrl.js';
+import type { CookieSecret } from '../server/wire/cookie.js';
 
 // The compiled, immutable zone database: what zones/ produces and the answer
 // engine in server/answer reads. Nothing here is mutated after compilation, so
@@ -60,8 +63,16 @@ export interface ServerSettings {
   readonly tcp: TcpSettings;
   /** CHAOS TXT answers for version.bind / id.server (and version.server / hostname.bind); absent = REFUSED. */
   readonly chaos?: { readonly version?: string; readonly identity?: string };
-  /** Admin HTTP listener (reload, failback approval, state); absent = none. Loopback unless a token is set. */
-  readonly admin?: ListenAddress;
+  /** Response Rate Limiting for UDP (server/limits/rrl.ts); absent = off. */
+  readonly rateLimit?: Readonly<RrlSettings>;
+  /** DNS Cookies (RFC 7873/9018); absent = on, with the process's random secret (see buildSnapshot). */
+  readonly cookies?: CookieSettings;
+}
+
+export interface CookieSettings {
+  readonly enabled: boolean;
+  /** From cookies.secret_file / previous_secret_file or $VIGIL_COOKIE_SECRET; absent = the process's random secret. */
+  readonly secret?: CookieSecret;
 }
 
 export interface CompiledConfig {
@@ -76,4 +87,6 @@ export interface CompiledConfig {
   /** Views in match order; empty when the config declares none (one view for every client). */
   readonly views: readonly CompiledView[];
   readonly services: readonly CompiledService[];
+  /** Node identity, replication, metrics and admin listeners, logging. */
+  readonly operations: OperationsSettings;
 }
