@@ -5,11 +5,58 @@
 
 import { CLASS, RCODE } from '../wire/constants.js';
 import { parseQuery, type Edns, type Query } from '../wire/query.js';
-import { MessageWriter, OPT_SIZE, MAX_MESSAGE, writeOptAt } from '../wire/writer.js';
+import { MessageWriter, MAX_MESSAGE, optSize, writeOptAt } from '../wire/writer.js';
+import { clientCookieOf, serverCookieOf, serverCookieOption, validServerCookie } from '../wire/cookie.js';
+import { classifyAnswer, ERROR_CLASS, type RrlAction, type RrlClass } from '../limits/rrl.js';
 import { resolve, type Answer, type Entry } from './resolve.js';
 import { ANSWER_CACHE_LIMIT, type MemoEntry, type Snapshot, type ViewSnapshot } from './snapshot.js';
 
 export type Transport = 'udp' | 'tcp';
+
+/**
+ * What respond() did with one query, for observers (metrics, drain
+ * tracking). The caller owns one and passes it to every call, so observing
+ * costs no allocation per query; respond overwrites every field each time.
+ */
+export interface QueryInfo {
+  /** error: a parse error answered (FORMERR/NOTIMP); drop: nothing sent. */
+  outcome: 'answer' | 'error' | 'drop';
+  /** Index into snapshot.views, -1 when none matched or the query never got that far. */
+  view: number;
+  /** Name key from parseQuery ('' when not parsed). */
+  qname: string;
+  /** 0 when not parsed. */
+  qtype: number;
+  /** Full rcode of the response (BADVERS included), 0 when dropped. */
+  rcode: number;
+  truncated: boolean;
+  /** What rate limiting counts the response as (classifyAnswer; ERROR_CLASS for errors, BADVERS and REFUSED by views). */
+  rrl: RrlClass;
+  /** The query presented a server cookie we made for this client and address (proof it is not spoofed). */
+  cookieValid: boolean;
+  /**
+   * What UDP rate limiting did with the response: set by the UDP transport
+   * after respond() (which resets it to 'send'); always 'send' over TCP or
+   * with rate limiting off. A dropped response is also outcome 'drop'.
+   */
+  rrlAction: RrlAction;
+}
+
+export function newQueryInfo(): QueryInfo {
+  return { outcome: 'drop', view: -1, qname: '', qtype: 0, rcode: 0, truncated: false, rrl: ERROR_CLASS, cookieValid: false, rrlAction: 'send' };
+}
+
+/** Records how a response was made; the TC bit is read back from the message so every path reports it the same way. */
+function noted(info: QueryInfo | undefined, outcome: 'answer' | 'error', view: number, rcode: number, rrl: RrlClass, out: Buffer): Buffer {
+  if (info !== undefined) {
+    info.outcome = outcome;
+    info.view = view;
+    info.rcode = rcode;
+    info.truncated = (out[2]! & 0x02) !== 0;
+    info.rrl = rrl;
+  }
+  return out;
+}
 
 /** Without EDNS a UDP response may not exceed 512 octets (RFC 1035 4.2.1). */
 const CLASSIC_UDP_LIMIT = 512;
@@ -32,18 +79,57 @@ function emptyAnswer(rcode: number, cls: number): Answer {
 
 /**
  * `client` is the source address; it selects the view (split horizon) when
- * the snapshot has more than one.
+ * the snapshot has more than one, and server cookies are bound to it. `info`,
+ * when given, is filled with what was done (see QueryInfo); rate limiting is
+ * the UDP transport's business, from info.rrl and info.cookieValid.
  */
-export function respond(msg: Uint8Array, length: number, snap: Snapshot, transport: Transport, client = ''): Buffer | undefined {
+export function respond(
+  msg: Uint8Array,
+  length: number,
+  snap: Snapshot,
+  transport: Transport,
+  client = '',
+  info?: QueryInfo,
+): Buffer | undefined {
   const q = parseQuery(msg, length);
+  if (info !== undefined) {
+    info.outcome = 'drop';
+    info.view = -1;
+    info.qname = q.kind === 'query' ? q.qname : '';
+    info.qtype = q.kind === 'query' ? q.qtype : 0;
+    info.rcode = 0;
+    info.truncated = false;
+    info.rrl = ERROR_CLASS;
+    info.cookieValid = false;
+    info.rrlAction = 'send';
+  }
   if (q.kind === 'drop') return undefined;
-  if (q.kind === 'error') return encode(emptyAnswer(q.rcode, CLASS.IN), q, msg, CLASSIC_UDP_LIMIT, snap);
+  // RFC 7873 5.2: a client cookie gets a fresh server cookie in every response,
+  // errors included. Only queries carrying one pay for the clock and SipHash.
+  let cookie: Buffer | undefined;
+  const secret = snap.cookies;
+  if (secret !== undefined && q.edns?.cookieAt !== undefined) {
+    const cc = clientCookieOf(msg, q.edns)!;
+    const nowS = Date.now() / 1000;
+    if (info !== undefined) {
+      const sc = serverCookieOf(msg, q.edns);
+      if (sc !== undefined) info.cookieValid = validServerCookie(cc, sc, client, secret, nowS);
+    }
+    cookie = serverCookieOption(cc, client, secret, nowS);
+  }
+  if (q.kind === 'error') {
+    return noted(info, 'error', -1, q.rcode, ERROR_CLASS, encode(emptyAnswer(q.rcode, CLASS.IN), q, msg, CLASSIC_UDP_LIMIT, snap, cookie));
+  }
   const limit = responseLimit(q, snap, transport);
   // RFC 6891 6.1.3: we speak version 0 only; BADVERS tells the client to fall back.
-  if (q.edns !== undefined && q.edns.version > 0) return encode(emptyAnswer(RCODE.BADVERS, q.qclass), q, msg, limit, snap);
+  if (q.edns !== undefined && q.edns.version > 0) {
+    return noted(info, 'answer', -1, RCODE.BADVERS, ERROR_CLASS, encode(emptyAnswer(RCODE.BADVERS, q.qclass), q, msg, limit, snap, cookie));
+  }
   const viewIndex = snap.views.length === 1 ? 0 : snap.matchView(client);
   // A client no view admits gets nothing from any zone (views without a default are deliberate).
-  if (viewIndex < 0) return encode(emptyAnswer(RCODE.REFUSED, q.qclass), q, msg, limit, snap);
+  if (viewIndex < 0) {
+    return noted(info, 'answer', -1, RCODE.REFUSED, ERROR_CLASS, encode(emptyAnswer(RCODE.REFUSED, q.qclass), q, msg, limit, snap, cookie));
+  }
   const view = snap.views[viewIndex]!;
 
   const cacheKey = q.qclass === CLASS.IN ? q.qname + String.fromCharCode(q.qtype) : undefined;
@@ -53,23 +139,32 @@ export function respond(msg: Uint8Array, length: number, snap: Snapshot, transpo
   if (entry !== undefined) {
     const hit = entry.slots[pick % entry.slots.length];
     if (hit !== undefined) {
-      const out = fromCache(hit, q, msg, limit, snap);
-      if (out !== undefined) return out;
+      const out = fromCache(hit, q, msg, limit, snap, cookie);
+      // Memoised answers never carry an extended rcode, so the header's four bits are all of it.
+      if (out !== undefined) return noted(info, 'answer', viewIndex, out[3]! & 0x0f, entry.rrl, out);
     }
   }
 
   const ans = resolve(view, q.qname, q.qtype, q.qclass, pick);
+  // Classified once per memo entry; otherwise only when someone reads it (the slow path allocates anyway).
+  let rrl: RrlClass | undefined;
   if (ans.cacheable && cacheKey !== undefined) {
-    const full = memoise(view, cacheKey, entry, ans, q, msg, pick, snap);
-    if (full !== undefined) {
-      const out = fromCache(full, q, msg, limit, snap);
-      if (out !== undefined) return out;
+    const memo = memoise(view, cacheKey, entry, ans, q, msg, pick, snap);
+    if (memo !== undefined) {
+      const out = fromCache(memo.full, q, msg, limit, snap, cookie);
+      if (out !== undefined) return noted(info, 'answer', viewIndex, ans.rcode, memo.rrl, out);
+      rrl = memo.rrl;
     }
   }
-  return encode(ans, q, msg, limit, snap);
+  if (info !== undefined) rrl ??= classifyAnswer(ans, q.qname, q.qtype);
+  return noted(info, 'answer', viewIndex, ans.rcode, rrl ?? ERROR_CLASS, encode(ans, q, msg, limit, snap, cookie));
 }
 
-/** Stores the full answer (no OPT, RD/CD clear) in its slot; fromCache patches those per query. */
+/**
+ * Stores the full answer (no OPT, RD/CD clear) in its slot; fromCache patches
+ * those per query. Every alternative of one name and type classifies the same
+ * for rate limiting (same owner, same rcode), so the entry holds one class.
+ */
 function memoise(
   view: ViewSnapshot,
   key: string,
@@ -79,16 +174,16 @@ function memoise(
   msg: Uint8Array,
   pick: number,
   snap: Snapshot,
-): Buffer | undefined {
+): { full: Buffer; rrl: RrlClass } | undefined {
   let entry = existing;
   if (entry === undefined || entry.slots.length !== ans.variantCount) {
     if (view.answerCache.size >= ANSWER_CACHE_LIMIT) return undefined;
-    entry = { slots: new Array<Buffer | undefined>(ans.variantCount), turn: pick + 1 };
+    entry = { slots: new Array<Buffer | undefined>(ans.variantCount), turn: pick + 1, rrl: classifyAnswer(ans, q.qname, q.qtype) };
     view.answerCache.set(key, entry);
   }
-  const full = encodeInto(scratch, ans, { ...q, rd: false, cd: false, edns: undefined }, msg, MAX_MESSAGE, snap);
+  const full = encodeInto(scratch, ans, { ...q, rd: false, cd: false, edns: undefined }, msg, MAX_MESSAGE, snap, undefined);
   entry.slots[pick % entry.slots.length] = full;
-  return full;
+  return { full, rrl: entry.rrl };
 }
 
 /**
@@ -97,8 +192,8 @@ function memoise(
  * on it), and append OPT. Undefined when it would not fit the client's limit,
  * so the slow path builds a truncated answer.
  */
-function fromCache(hit: Buffer, q: Query, msg: Uint8Array, limit: number, snap: { udpPayload: number }): Buffer | undefined {
-  const size = hit.length + (q.edns !== undefined ? OPT_SIZE : 0);
+function fromCache(hit: Buffer, q: Query, msg: Uint8Array, limit: number, snap: { udpPayload: number }, cookie: Buffer | undefined): Buffer | undefined {
+  const size = hit.length + (q.edns !== undefined ? optSize(cookie) : 0);
   if (size > limit) return undefined;
   const out = Buffer.allocUnsafe(size);
   hit.copy(out, 0);
@@ -108,7 +203,7 @@ function fromCache(hit: Buffer, q: Query, msg: Uint8Array, limit: number, snap: 
   if (q.cd) out[3]! |= 0x10;
   out.set(msg.subarray(12, q.questionEnd), 12);
   if (q.edns !== undefined) {
-    writeOptAt(out, hit.length, snap.udpPayload, 0, q.edns.dnssecOk);
+    writeOptAt(out, hit.length, snap.udpPayload, 0, q.edns.dnssecOk, cookie);
     out.writeUInt16BE(out.readUInt16BE(10) + 1, 10);
   }
   return out;
@@ -123,8 +218,8 @@ interface Header {
   readonly edns: Edns | undefined;
 }
 
-function encode(ans: Answer, q: Header, msg: Uint8Array, limit: number, snap: { udpPayload: number }): Buffer {
-  return encodeInto(scratch, ans, q, msg, limit, snap);
+function encode(ans: Answer, q: Header, msg: Uint8Array, limit: number, snap: { udpPayload: number }, cookie: Buffer | undefined): Buffer {
+  return encodeInto(scratch, ans, q, msg, limit, snap, cookie);
 }
 
 /** Writes as many whole RRsets as fit; returns false at the first that does not. */
@@ -145,9 +240,18 @@ function writeSection(w: MessageWriter, entries: readonly Entry[], cls: number, 
   return true;
 }
 
-function encodeInto(w: MessageWriter, ans: Answer, q: Header, msg: Uint8Array, limit: number, snap: { udpPayload: number }): Buffer {
-  const optSize = q.edns !== undefined ? OPT_SIZE : 0;
-  w.reset(limit - optSize);
+/** `cookie`: our COOKIE option (wire form) for the OPT record, when the query carried a client cookie. */
+function encodeInto(
+  w: MessageWriter,
+  ans: Answer,
+  q: Header,
+  msg: Uint8Array,
+  limit: number,
+  snap: { udpPayload: number },
+  cookie: Buffer | undefined,
+): Buffer {
+  const optLen = q.edns !== undefined ? optSize(cookie) : 0;
+  w.reset(limit - optLen);
   w.u16(q.id);
   w.u16(0); // flags, patched below
   w.u16(q.questionEnd > 0 ? 1 : 0);
@@ -170,9 +274,9 @@ function encodeInto(w: MessageWriter, ans: Answer, q: Header, msg: Uint8Array, l
     if (!writeSection(w, required, ans.cls, ar)) tc = true;
     else writeSection(w, ans.additional.slice(ans.requiredAdditional), ans.cls, ar);
   }
-  w.limit += optSize;
+  w.limit += optLen;
   const rcode = ans.rcode & 0x0f;
-  if (q.edns !== undefined) w.opt(snap.udpPayload, ans.rcode >> 4, q.edns.dnssecOk);
+  if (q.edns !== undefined) w.opt(snap.udpPayload, ans.rcode >> 4, q.edns.dnssecOk, cookie);
   const b = w.buf;
   b[2] = 0x80 | (q.opcode << 3) | (ans.aa ? 0x04 : 0) | (tc ? 0x02 : 0) | (q.rd ? 0x01 : 0);
   b[3] = (q.cd ? 0x10 : 0) | rcode;

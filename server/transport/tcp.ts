@@ -5,9 +5,11 @@
 // the bytes a connection may leave buffered in either direction.
 
 import net from 'node:net';
+import { performance } from 'node:perf_hooks';
 import type { Logger } from 'pino';
-import { respond } from '../answer/respond.js';
+import { newQueryInfo, respond } from '../answer/respond.js';
 import type { Snapshot } from '../answer/snapshot.js';
+import type { QueryObserver } from '../metrics/query-stats.js';
 import type { TcpSettings } from '../../zones/zone.js';
 
 export interface TcpListener {
@@ -22,24 +24,43 @@ export function listenTcp(
   current: () => Snapshot,
   limits: TcpSettings,
   log: Logger,
+  observer?: QueryObserver,
 ): Promise<TcpListener> {
   const perClient = new Map<string, number>();
   const sockets = new Set<net.Socket>();
+  // One per listener: answering is synchronous, so no two queries ever hold it at once.
+  const info = newQueryInfo();
+  let lastObserverErrorLog = 0;
+  const observed = (client: string, startedAt: number): void => {
+    try {
+      observer!.query(info, 'tcp', client, startedAt);
+    } catch (err) {
+      // Counting must never cost an answer or the process; log at most once a second.
+      const now = Date.now();
+      if (now - lastObserverErrorLog > 1000) {
+        lastObserverErrorLog = now;
+        log.error({ err, client }, 'query observer failed');
+      }
+    }
+  };
 
   const server = net.createServer({ noDelay: true }, (socket) => {
     const client = socket.remoteAddress ?? '?';
     const open = perClient.get(client) ?? 0;
     if (sockets.size >= limits.maxConnections || open >= limits.maxConnectionsPerClient) {
+      observer?.tcpRejected?.(sockets.size >= limits.maxConnections ? 'max_connections' : 'max_connections_per_client');
       socket.destroy();
       return;
     }
     perClient.set(client, open + 1);
     sockets.add(socket);
+    observer?.tcpOpened?.();
     socket.once('close', () => {
       sockets.delete(socket);
       const n = (perClient.get(client) ?? 1) - 1;
       if (n <= 0) perClient.delete(client);
       else perClient.set(client, n);
+      observer?.tcpClosed?.();
     });
     socket.on('error', () => socket.destroy());
     socket.setTimeout(limits.idleTimeoutMs, () => socket.destroy());
@@ -47,6 +68,8 @@ export function listenTcp(
     let pending: Buffer | undefined;
     let answered = 0;
     socket.on('data', (chunk: Buffer) => {
+      // Pipelined queries in one chunk share its arrival time: waiting behind the others is part of their latency.
+      const startedAt = observer !== undefined ? performance.now() : 0;
       let buf = pending === undefined ? chunk : Buffer.concat([pending, chunk]);
       while (buf.length >= 2) {
         const len = buf.readUInt16BE(0);
@@ -55,10 +78,16 @@ export function listenTcp(
         buf = buf.subarray(2 + len);
         let out: Buffer | undefined;
         try {
-          out = respond(msg, msg.length, current(), 'tcp', client);
+          out = respond(msg, msg.length, current(), 'tcp', client, observer !== undefined ? info : undefined);
         } catch (err) {
           log.error({ err, client }, 'answering failed; connection closed');
           socket.destroy();
+          if (observer !== undefined) {
+            info.outcome = 'drop';
+            info.rcode = 0;
+            info.truncated = false;
+            observed(client, startedAt);
+          }
           return;
         }
         if (out !== undefined) {
@@ -67,6 +96,7 @@ export function listenTcp(
           out.copy(framed, 2);
           socket.write(framed);
         }
+        if (observer !== undefined) observed(client, startedAt);
         answered++;
         if (answered >= limits.maxQueriesPerConnection) {
           socket.end();
