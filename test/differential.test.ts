@@ -31,6 +31,7 @@ const SILENCE_MS = 400;
 
 const RCODE = { NOERROR: 0, FORMERR: 1, NXDOMAIN: 3, NOTIMP: 4, REFUSED: 5, NOTAUTH: 9 } as const;
 const EDE_OPTION = 15;
+const COOKIE_OPTION = 10;
 
 /**
  * How a case is judged; the T-numbers are the DIFFERENTIAL.md entries.
@@ -262,8 +263,17 @@ function exampleCases(): Case[] {
     c('payload 0', e('www'), 'A', { spec: { edns: { udpPayload: 0 } } }),
     c('payload 65535', e('@'), 'NS', { spec: { edns: { udpPayload: 65535 } } }),
     c('unknown EDNS option ignored', e('www'), 'A', { spec: { edns: { options: [{ code: 65001, data: Buffer.from('hi') }] } } }),
-    c('client cookie ignored', e('www'), 'A', {
-      spec: { edns: { options: [{ code: 10, data: Buffer.from('0102030405060708', 'hex') }] } },
+    // Knot answers cookies only with mod-cookies, which the reference config leaves off; Vigil answers
+    // them by default. COOKIE is compared apart (cookieProblems); the rest of the answer must match.
+    c('client cookie', e('www'), 'A', {
+      spec: { edns: { options: [{ code: COOKIE_OPTION, data: Buffer.from('0102030405060708', 'hex') }] } },
+      transports: both,
+    }),
+    c('client cookie and a server cookie not ours', e('www'), 'A', {
+      spec: { edns: { options: [{ code: COOKIE_OPTION, data: Buffer.from('0102030405060708' + '01000000' + '00000000' + '0011223344556677', 'hex') }] } },
+    }),
+    c('client cookie on NXDOMAIN', e('nope'), 'A', {
+      spec: { edns: { options: [{ code: COOKIE_OPTION, data: Buffer.from('a1a2a3a4a5a6a7a8', 'hex') }] } },
     }),
 
     // Header bits.
@@ -390,10 +400,41 @@ function malformedCases(): Case[] {
 
 type Outcome = { ok: true; query: Buffer; raw: Buffer; n: Normalised } | { ok: false; error: string };
 
+/**
+ * The answer without its COOKIE option, on both sides: a server cookie is
+ * the server's own secret-keyed hash, so no two servers send the same one,
+ * and Knot sends none without mod-cookies. Vigil's is checked on its own.
+ */
+function withoutCookie(n: Normalised): Normalised {
+  if (n.opt === null) return n;
+  return { ...n, opt: { ...n.opt, options: n.opt.options.filter((o) => !o.startsWith(`${COOKIE_OPTION}:`)) } };
+}
+
+/** The client cookie a case sends, if any (hex). */
+function clientCookieHex(c: Case): string | undefined {
+  const edns = c.q?.edns;
+  if (edns === undefined || edns === false) return undefined;
+  const o = edns.options?.find((x) => x.code === COOKIE_OPTION);
+  return o === undefined ? undefined : Buffer.from(o.data).subarray(0, 8).toString('hex');
+}
+
+/** RFC 7873 5.2: a query with a client cookie gets it back with a 16-octet RFC 9018 server cookie; one without gets no COOKIE. */
+function cookieProblems(c: Case, raw: Buffer): string[] {
+  const want = clientCookieHex(c);
+  const got = normalise(raw).opt?.options.filter((o) => o.startsWith(`${COOKIE_OPTION}:`)) ?? [];
+  if (want === undefined) return got.length === 0 ? [] : [`a COOKIE in the answer to a query without one: ${got.join(', ')}`];
+  if (got.length !== 1) return [`expected one COOKIE option, got ${got.length}`];
+  const data = got[0]!.slice(String(COOKIE_OPTION).length + 1);
+  if (data.length !== 48) return [`COOKIE of ${data.length / 2} octets, not 24`];
+  if (!data.startsWith(want)) return [`client cookie not echoed: sent ${want}, got ${data.slice(0, 16)}`];
+  if (!data.slice(16).startsWith('01000000')) return [`server cookie is not RFC 9018 version 1 with reserved zero: ${data.slice(16)}`];
+  return [];
+}
+
 async function ask(port: number, c: Case, transport: Transport, timeoutMs: number): Promise<Outcome> {
   try {
     const r = await query(port, c.raw ?? c.q!, { transport, timeoutMs });
-    return { ok: true, query: r.query, raw: r.raw, n: normalise(r.raw) };
+    return { ok: true, query: r.query, raw: r.raw, n: withoutCookie(normalise(r.raw)) };
   } catch (err) {
     return { ok: false, error: (err as Error).message.replace(/ to 127\.0\.0\.1:\d+/, '') };
   }
@@ -593,6 +634,11 @@ t.test('Vigil answers like Knot DNS', async (t) => {
         t.fail(`${label}: Vigil sent ${v.raw.length} octets over UDP, limit ${udpLimit(c.q)}`);
         fail(`${v.raw.length} octets over UDP, limit ${udpLimit(c.q)}`);
       }
+      const cookieIssues = c.q !== undefined ? cookieProblems(c, v.raw) : [];
+      // Asserted by name where a cookie was sent; elsewhere (no COOKIE expected) only a failure is reported.
+      if (clientCookieHex(c) !== undefined) t.same(cookieIssues, [], `${label}: Vigil's COOKIE`);
+      else if (cookieIssues.length > 0) t.fail(`${label}: ${cookieIssues.join('; ')}`);
+      if (cookieIssues.length > 0) fail(cookieIssues.join('; '));
       const vq = questionBytes(v.raw);
       const sentQ = questionBytes(v.query);
       if (vq !== undefined && sentQ !== undefined && !t.ok(vq.equals(sentQ), `${label}: question echoed octet for octet`)) fail('question not echoed exactly');

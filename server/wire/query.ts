@@ -4,12 +4,23 @@
 // Anything a client sends either parses, earns FORMERR/NOTIMP, or is dropped.
 
 import { OPCODE, TYPE } from './constants.js';
+import { COOKIE_OPTION } from './cookie.js';
 
 export interface Edns {
   /** Requestor's UDP payload size, raised to 512 when smaller (RFC 6891 6.2.3). */
   readonly payload: number;
   readonly version: number;
   readonly dnssecOk: boolean;
+  /**
+   * Offset in the message of the first COOKIE option's data (RFC 7873);
+   * absent when the query has none (or a malformed one, which is FORMERR).
+   * The client cookie is msg[cookieAt, cookieAt + 8); a server cookie, when
+   * present, follows up to cookieAt + cookieLength. Offsets rather than
+   * copies: most queries never need the bytes.
+   */
+  readonly cookieAt?: number;
+  /** Length of that option's data: 8 (client cookie only) or 16..40. Present exactly when cookieAt is. */
+  readonly cookieLength?: number;
 }
 
 export interface Query {
@@ -149,18 +160,32 @@ export function parseQuery(msg: Uint8Array, length: number = msg.length): Parsed
       if (optCount > 1) return fail(FORMERR, 'more than one OPT record', questionEnd, undefined);
       if (msg[nameStart] !== 0) return fail(FORMERR, 'OPT owner is not the root', questionEnd, undefined);
       // Options are TLVs; a length that overruns the rdata is malformed (RFC 6891 6.1.2).
+      let cookieAt = -1;
+      let cookieLength = 0;
       for (let o = rdStart; o < rdStart + rdlen; ) {
         if (o + 4 > rdStart + rdlen) return fail(FORMERR, 'truncated EDNS option', questionEnd, undefined);
+        const code = (msg[o]! << 8) | msg[o + 1]!;
         const olen = (msg[o + 2]! << 8) | msg[o + 3]!;
+        // Only the first COOKIE counts: RFC 7873 defines no meaning for more, and
+        // judging one copy and answering another invites mismatches.
+        if (code === COOKIE_OPTION && cookieAt < 0) {
+          cookieAt = o + 4;
+          cookieLength = olen;
+        }
         o += 4 + olen;
         if (o > rdStart + rdlen) return fail(FORMERR, 'EDNS option overruns OPT', questionEnd, undefined);
       }
       const payload = (msg[i + 2]! << 8) | msg[i + 3]!;
-      edns = {
-        payload: payload < 512 ? 512 : payload,
-        version: msg[i + 5]!,
-        dnssecOk: (msg[i + 6]! & 0x80) !== 0,
-      };
+      const version = msg[i + 5]!;
+      const dnssecOk = (msg[i + 6]! & 0x80) !== 0;
+      const floored = payload < 512 ? 512 : payload;
+      if (cookieAt < 0) edns = { payload: floored, version, dnssecOk };
+      else if (cookieLength < 8 || (cookieLength > 8 && cookieLength < 16) || cookieLength > 40) {
+        // RFC 7873 5.2.2: no room for a client cookie, a server cookie shorter than
+        // 8 octets, or more than 40 octets in all is malformed: FORMERR. The OPT
+        // itself is sound, so the answer still carries ours (without a cookie).
+        return fail(FORMERR, `malformed COOKIE option of ${cookieLength} octets`, questionEnd, { payload: floored, version, dnssecOk });
+      } else edns = { payload: floored, version, dnssecOk, cookieAt, cookieLength };
     }
     i = rdStart + rdlen;
   }

@@ -135,11 +135,15 @@ export class MessageWriter {
     }
   }
 
-  /** Appends an OPT record (RFC 6891) with no options. */
-  opt(udpPayload: number, extendedRcode: number, dnssecOk: boolean): boolean {
-    if (this.length + OPT_SIZE > this.limit) return false;
-    writeOptAt(this.buf, this.length, udpPayload, extendedRcode, dnssecOk);
-    this.length += OPT_SIZE;
+  /**
+   * Appends an OPT record (RFC 6891). `options` is the option TLVs already in
+   * wire form (code, length, data; e.g. a COOKIE from cookie.ts), or none.
+   */
+  opt(udpPayload: number, extendedRcode: number, dnssecOk: boolean, options?: Uint8Array): boolean {
+    const size = optSize(options);
+    if (this.length + size > this.limit) return false;
+    writeOptAt(this.buf, this.length, udpPayload, extendedRcode, dnssecOk, options);
+    this.length += size;
     return true;
   }
 
@@ -149,8 +153,16 @@ export class MessageWriter {
   }
 }
 
-/** Writes an OPT record with no options (version 0) at `at`; the caller has made room for OPT_SIZE octets. */
-export function writeOptAt(b: Buffer, at: number, udpPayload: number, extendedRcode: number, dnssecOk: boolean): void {
+/** Octets an OPT record takes with these options (in wire form) as its rdata. */
+export function optSize(options?: Uint8Array): number {
+  return OPT_SIZE + (options === undefined ? 0 : options.length);
+}
+
+/**
+ * Writes an OPT record (version 0) at `at`, with `options` (TLVs in wire form)
+ * as its rdata when given; the caller has made room for optSize(options) octets.
+ */
+export function writeOptAt(b: Buffer, at: number, udpPayload: number, extendedRcode: number, dnssecOk: boolean, options?: Uint8Array): void {
   b[at] = 0;
   b.writeUInt16BE(TYPE.OPT, at + 1);
   b.writeUInt16BE(udpPayload, at + 3);
@@ -158,5 +170,6 @@ export function writeOptAt(b: Buffer, at: number, udpPayload: number, extendedRc
   b[at + 6] = 0;
   b[at + 7] = dnssecOk ? 0x80 : 0;
   b[at + 8] = 0;
-  b.writeUInt16BE(0, at + 9);
+  b.writeUInt16BE(options === undefined ? 0 : options.length, at + 9);
+  if (options !== undefined && options.length > 0) b.set(options, at + OPT_SIZE);
 }
