@@ -1,5 +1,6 @@
 #!/usr/bin/env node
-// The vigil command: serve a config, or check one without serving it.
+// The vigil command: serve a config, check one without serving it, or talk to
+// a running node's admin API (state, overrides, audit).
 
 import { parseArgs } from 'node:util';
 import { readFileSync } from 'node:fs';
@@ -8,6 +9,7 @@ import { loadConfig, formatErrors } from '../zones/load.js';
 import { startDaemon, ConfigRefused } from '../server/daemon.js';
 import type { CompiledConfig } from '../zones/zone.js';
 import { formatName } from '../server/wire/name.js';
+import { AdminClient, AdminClientError, printState, printAudit, printDrain } from './admin-client.js';
 
 const HELP = `Usage: vigil <command> [options]
 
@@ -16,15 +18,30 @@ Commands:
                         SIGHUP reloads FILE; a config with errors is refused and the old one keeps serving.
   check --config FILE   Validate FILE and every zone it loads; print a summary or every error.
 
+  These talk to a running node's admin API; overrides apply on every node sharing its Redis:
+  state                 Services, answers, epochs, and each member's state with every node's vote.
+  drain MEMBER --reason TEXT [--for 30m]
+                        Take MEMBER out of answers (e.g. www.example.test./primary) until undrained.
+  force MEMBER up|down --reason TEXT [--for 30m]
+                        Override MEMBER's health whatever the probes say.
+  undrain MEMBER        Clear MEMBER's override (drain or force).
+  audit [--count N]     Newest audit entries: overrides and consensus changes, who, why, when.
+  drain-report [SERVICE]
+                        How far each answer change has reached the resolvers that were caching it.
+
 Options:
   -c, --config FILE     Path to the YAML config (see zones/README.md).
-  --log-level LEVEL     trace, debug, info (default), warn, error, silent.
+  --log-level LEVEL     trace, debug, info, warn, error, silent (default: the config's log.level, else info).
+  --admin URL           Admin API of the node (default $VIGIL_ADMIN_URL, else http://127.0.0.1:8053).
+  --token-file FILE     Bearer token for the admin API (default $VIGIL_ADMIN_TOKEN).
+  --reason TEXT, --for DURATION, --by NAME (default $USER), --count N, --json
   -h, --help            Show this help.
   -v, --version         Show the version.
 
 Example:
   vigil serve --config zones/examples/vigil.yaml
   dig @127.0.0.1 -p 5353 www.example.test A
+  vigil drain www.failover.test./primary --reason "kernel upgrade" --for 1h
 `;
 
 class UsageError extends Error {
@@ -95,7 +112,14 @@ async function main(argv: string[]): Promise<number> {
     allowPositionals: true,
     options: {
       config: { type: 'string', short: 'c' },
-      'log-level': { type: 'string', default: 'info' },
+      'log-level': { type: 'string' },
+      admin: { type: 'string' },
+      'token-file': { type: 'string' },
+      reason: { type: 'string' },
+      for: { type: 'string' },
+      by: { type: 'string' },
+      count: { type: 'string' },
+      json: { type: 'boolean' },
       help: { type: 'boolean', short: 'h' },
       version: { type: 'boolean', short: 'v' },
     },
@@ -109,13 +133,98 @@ async function main(argv: string[]): Promise<number> {
     return 0;
   }
   const command = positionals[0];
-  if (command === undefined) throw new UsageError('missing command (serve or check)');
+  if (command === undefined) throw new UsageError('missing command (serve, check, state, drain, force, undrain, audit, drain-report)');
+  if (ADMIN_COMMANDS.has(command)) return admin(command, positionals.slice(1), values);
   if (positionals.length > 1) throw new UsageError(`unexpected argument "${positionals[1]}"`);
   if (command !== 'serve' && command !== 'check') throw new UsageError(`unknown command "${command}"`);
   if (values.config === undefined) throw new UsageError(`${command} needs --config FILE`);
   if (command === 'check') return check(values.config);
-  const log = pino({ name: 'vigil', level: values['log-level'] });
-  return serve(values.config, log);
+  return serve(values.config, makeLogger(values['log-level']));
+}
+
+const ADMIN_COMMANDS = new Set(['state', 'drain', 'force', 'undrain', 'audit', 'drain-report']);
+
+/**
+ * JSON lines by default (what log shippers read); pretty when a person is
+ * watching a terminal. The level given on the command line wins over the
+ * config's, which the daemon applies once the config is loaded.
+ */
+function makeLogger(level: string | undefined): Logger {
+  const opts = { name: 'vigil', level: level ?? 'info', redact: ['*.password', '*.token', 'config.adminToken'] };
+  if (process.stdout.isTTY && process.env['VIGIL_LOG_FORMAT'] !== 'json') {
+    return pino(opts, pino.transport({ target: 'pino-pretty', options: { colorize: true, translateTime: 'SYS:HH:MM:ss.l' } }));
+  }
+  return pino(opts);
+}
+
+interface AdminValues {
+  admin?: string | undefined;
+  'token-file'?: string | undefined;
+  reason?: string | undefined;
+  for?: string | undefined;
+  by?: string | undefined;
+  count?: string | undefined;
+  json?: boolean | undefined;
+}
+
+async function admin(command: string, args: string[], values: AdminValues): Promise<number> {
+  const url = values.admin ?? process.env['VIGIL_ADMIN_URL'] ?? 'http://127.0.0.1:8053';
+  let token = process.env['VIGIL_ADMIN_TOKEN'];
+  if (values['token-file'] !== undefined) token = readFileSync(values['token-file'], 'utf8').split(/\r?\n/, 1)[0]!.trim();
+  const client = new AdminClient(url, token);
+  const by = values.by ?? process.env['USER'] ?? 'cli';
+  const out = (text: string): void => void process.stdout.write(text.endsWith('\n') ? text : text + '\n');
+  const need = (n: number, usage: string): void => {
+    if (args.length !== n) throw new UsageError(`usage: vigil ${usage}`);
+  };
+  try {
+    switch (command) {
+      case 'state': {
+        need(0, 'state [--json]');
+        const state = await client.state();
+        out(values.json === true ? JSON.stringify(state, null, 2) : printState(state));
+        return 0;
+      }
+      case 'drain':
+      case 'force': {
+        const usage = command === 'drain' ? 'drain MEMBER --reason TEXT [--for 30m]' : 'force MEMBER up|down --reason TEXT [--for 30m]';
+        need(command === 'drain' ? 1 : 2, usage);
+        if (values.reason === undefined) throw new UsageError(`${command} needs --reason TEXT (it goes to the audit stream)`);
+        let action: 'drain' | 'force_up' | 'force_down' = 'drain';
+        if (command === 'force') {
+          if (args[1] !== 'up' && args[1] !== 'down') throw new UsageError(`usage: vigil ${usage}`);
+          action = args[1] === 'up' ? 'force_up' : 'force_down';
+        }
+        const r = await client.setOverride({ member: args[0]!, action, reason: values.reason, by, ...(values.for !== undefined ? { for: values.for } : {}) });
+        out(values.json === true ? JSON.stringify(r, null, 2) : `${action} ${args[0]} by ${by}${values.for !== undefined ? ` for ${values.for}` : ''}: ${values.reason}`);
+        return 0;
+      }
+      case 'undrain': {
+        need(1, 'undrain MEMBER [--reason TEXT]');
+        await client.clearOverride(args[0]!, by, values.reason ?? 'cleared from the CLI');
+        out(`override of ${args[0]} cleared`);
+        return 0;
+      }
+      case 'audit': {
+        need(0, 'audit [--count N]');
+        const entries = await client.audit(Number(values.count ?? '20'));
+        out(values.json === true ? JSON.stringify(entries, null, 2) : printAudit(entries));
+        return 0;
+      }
+      default: {
+        if (args.length > 1) throw new UsageError('usage: vigil drain-report [SERVICE]');
+        const report = await client.drain(args[0]);
+        out(values.json === true ? JSON.stringify(report, null, 2) : printDrain(report, Date.now()));
+        return 0;
+      }
+    }
+  } catch (err) {
+    if (err instanceof AdminClientError) {
+      process.stderr.write(`vigil ${command}: ${err.message}\n`);
+      return 1;
+    }
+    throw err;
+  }
 }
 
 main(process.argv.slice(2)).then(

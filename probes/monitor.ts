@@ -202,6 +202,11 @@ export class HealthMonitor extends EventEmitter<HealthMonitorEvents> {
     this.flush();
   }
 
+  /** True while probes can run: the worker is up, or nothing needs probing. False while a crashed worker awaits its restart. */
+  get running(): boolean {
+    return !this.closed && (this.worker !== undefined || this.probedJobs().length === 0);
+  }
+
   /** Resolves when the worker has started (at once when nothing is probed). */
   ready(): Promise<void> {
     return this.readyPromise;

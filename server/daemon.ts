@@ -1,11 +1,18 @@
-// `vigil serve`: load the config file, start the engine and the admin API,
-// reload on SIGHUP or POST /reload. A config that fails to load is refused
-// with every error logged, and the running one keeps serving.
+// `vigil serve`: load the config file, start the engine, the admin API and
+// the metrics listener, and reload on SIGHUP or POST /reload. A config that
+// fails to load is refused with every error logged, and the running one keeps
+// serving. This is the one place that wires observers to the engine's events.
 
 import type { Logger } from 'pino';
 import { loadConfig, formatErrors } from '../zones/load.js';
 import { Engine } from './engine.js';
 import { startAdmin, type AdminServer } from './http/admin.js';
+import { startOps, type OpsServer } from './http/ops.js';
+import { DrainTracker } from './drain/tracker.js';
+import { VigilMetrics } from './metrics/registry.js';
+import { composeObservers, type QueryObserver } from './metrics/query-stats.js';
+import { serviceLabel, type Snapshot } from './answer/snapshot.js';
+import { formatName } from './wire/name.js';
 import type { VigilServer } from './server.js';
 import type { CompiledConfig } from '../zones/zone.js';
 
@@ -13,6 +20,9 @@ export interface Daemon {
   readonly engine: Engine;
   readonly server: VigilServer;
   readonly admin: AdminServer | undefined;
+  readonly ops: OpsServer | undefined;
+  readonly metrics: VigilMetrics;
+  readonly drain: DrainTracker;
   reload(): Promise<{ ok: boolean; errors?: string }>;
   close(): Promise<void>;
 }
@@ -21,16 +31,60 @@ export class ConfigRefused extends Error {
   override name = 'ConfigRefused';
 }
 
-/**
- * Starts serving `file`; throws ConfigRefused (message = every error) when it
- * does not load. `adjust` rewrites each loaded config (tests use it to listen
- * on ephemeral ports).
- */
-export async function startDaemon(
-  file: string,
-  log: Logger,
-  adjust: (c: CompiledConfig) => CompiledConfig = (c) => c,
-): Promise<Daemon> {
+export interface DaemonOptions {
+  /** Rewrites each loaded config (tests use it to listen on ephemeral ports). */
+  readonly adjust?: (c: CompiledConfig) => CompiledConfig;
+  /** The log level was given on the command line: do not take the config's. */
+  readonly levelFixed?: boolean;
+}
+
+/** Every Nth query is logged for a sample share of 1/N: a counter costs less than a random draw per query. */
+function queryLogger(sample: number, log: Logger): QueryObserver | undefined {
+  if (sample <= 0) return undefined;
+  const every = Math.max(1, Math.round(1 / sample));
+  let n = 0;
+  let snap: Snapshot | undefined;
+  const qlog = log.child({ component: 'query' });
+  return {
+    snapshotChanged(s) {
+      snap = s;
+    },
+    query(info, transport, client) {
+      if (++n < every) return;
+      n = 0;
+      qlog.info({ client, transport, qname: info.qname === '' ? '' : formatName(info.qname), qtype: info.qtype, rcode: info.rcode, view: snap?.views[info.view]?.name ?? null, outcome: info.outcome, tc: info.truncated }, 'query');
+    },
+  };
+}
+
+/** Feeds queries for health-driven names to the drain tracker and counts answers served failed open. */
+function serviceObserver(drain: DrainTracker, metrics: VigilMetrics): QueryObserver {
+  let snap: Snapshot | undefined;
+  return {
+    snapshotChanged(s) {
+      snap = s;
+    },
+    query(info, _transport, client) {
+      if (info.outcome !== 'answer' || info.view < 0 || snap === undefined) return;
+      const ref = snap.views[info.view]?.services.get(info.qname);
+      if (ref === undefined) return;
+      drain.observe(ref.label, client, Date.now());
+      if (ref.failedOpen) metrics.failedOpenAnswer(ref.label);
+    },
+  };
+}
+
+/** Counts what UDP rate limiting withheld, as the transport reports it per query (QueryInfo.rrlAction). */
+function rrlObserver(metrics: VigilMetrics): QueryObserver {
+  return {
+    query(info) {
+      if (info.rrlAction !== 'send') metrics.rrlResponse(info.rrlAction === 'drop' ? 'dropped' : 'slipped');
+    },
+  };
+}
+
+export async function startDaemon(file: string, log: Logger, opts: DaemonOptions = {}): Promise<Daemon> {
+  const adjust = opts.adjust ?? ((c: CompiledConfig) => c);
   let loaded;
   try {
     loaded = await loadConfig(file);
@@ -39,9 +93,41 @@ export async function startDaemon(
   }
   for (const w of loaded.warnings) log.warn({ config: file }, w);
   let config = adjust(loaded.config);
-  const engine = new Engine(config, { logger: log });
+  const ops = config.operations;
+  if (opts.levelFixed !== true) log.level = ops.log.level;
+
+  const metrics = new VigilMetrics({ node: ops.node.id, pop: ops.node.pop });
+  // Per service at most 5000 resolvers and 4 changes: about 2 MB (server/drain/README.md has the arithmetic).
+  const drain = new DrainTracker({
+    maxResolversPerService: 5000,
+    maxChangesPerService: 4,
+    onThreshold: (service, share, afterMs) => {
+      if (share === 0.9) metrics.drainTime90(service, afterMs / 1000);
+    },
+  });
+  const observers = [metrics.queryObserver(), serviceObserver(drain, metrics), rrlObserver(metrics)];
+  const qlog = queryLogger(ops.log.querySample, log);
+  if (qlog !== undefined) observers.push(qlog);
+
+  const engine = new Engine(config, { logger: log, serverOptions: { observer: composeObservers(...observers) } });
+  engine.on('check', (e) => metrics.probeCheck(e));
+  engine.on('answerChange', (c) => {
+    const label = c.label;
+    metrics.answerChanged(label, c.epoch);
+    if (c.from !== null) drain.change(label, { at: c.at, epoch: c.epoch, from: c.from, to: c.to, oldTtl: c.oldTtl });
+  });
+  // Updates come with every heartbeat of every node; gauges need not follow faster than a scrape could see.
+  let gaugeTimer: NodeJS.Timeout | undefined;
+  engine.on('update', () => {
+    gaugeTimer ??= setTimeout(() => {
+      gaugeTimer = undefined;
+      metrics.updateState(engine.state(), drain.report(Date.now()));
+    }, 250).unref();
+  });
+  metrics.configLoaded(config.hash);
+
   const server = await engine.start();
-  log.info({ udp: server.addresses.udp, tcp: server.addresses.tcp, zones: config.zones.size, services: config.services.length, hash: config.hash }, 'listening');
+  log.info({ udp: server.addresses.udp, tcp: server.addresses.tcp, zones: config.zones.size, services: config.services.length, hash: config.hash, node: ops.node.id, pop: ops.node.pop, redis: ops.replication.redis !== undefined }, 'listening');
 
   let inFlight: Promise<{ ok: boolean; errors?: string }> | undefined;
   const reload = (): Promise<{ ok: boolean; errors?: string }> => {
@@ -54,12 +140,25 @@ export async function startDaemon(
         if (JSON.stringify(adjusted.server.listen) !== JSON.stringify(config.server.listen)) {
           log.warn('listen addresses changed: they take effect at the next restart');
         }
+        if (JSON.stringify(adjusted.operations.metrics) !== JSON.stringify(config.operations.metrics) || JSON.stringify(adjusted.operations.admin) !== JSON.stringify(config.operations.admin)) {
+          log.warn('admin or metrics listener changed: it takes effect at the next restart');
+        }
         engine.reload({ ...adjusted, server: { ...adjusted.server, listen: config.server.listen } });
+        const keep = new Set(adjusted.services.map(serviceLabel));
+        for (const s of config.services) {
+          const label = serviceLabel(s);
+          if (!keep.has(label)) {
+            drain.forget(label);
+            metrics.removeService(label);
+          }
+        }
         config = adjusted;
+        metrics.configReloaded(true, adjusted.hash);
         log.info({ zones: adjusted.zones.size, services: adjusted.services.length, hash: adjusted.hash }, 'config reloaded');
         return { ok: true };
       } catch (err) {
         const errors = formatErrors(err);
+        metrics.configReloaded(false);
         log.error({ errors }, 'reload refused; the previous config keeps serving');
         return { ok: false, errors };
       } finally {
@@ -70,26 +169,50 @@ export async function startDaemon(
   };
 
   let admin: AdminServer | undefined;
-  if (config.server.admin !== undefined) {
-    try {
+  let opsServer: OpsServer | undefined;
+  try {
+    if (ops.admin !== undefined) {
       admin = await startAdmin(
-        config.server.admin,
-        { state: () => engine.state(), reload, approveFailback: (n) => engine.approveFailback(n) },
+        { listen: ops.admin, ...(ops.adminToken !== undefined ? { token: ops.adminToken } : {}) },
+        {
+          state: () => engine.state(),
+          drain: (service) => {
+            const report = drain.report(Date.now());
+            if (service === undefined) return report;
+            const want = service.endsWith('.') ? service.toLowerCase() : `${service.toLowerCase()}.`;
+            return { services: report.services.filter((s) => s.service.toLowerCase() === want || s.service.toLowerCase().startsWith(`${want}@`)) };
+          },
+          audit: (count) => engine.auditLog(count),
+          setOverride: (b) => engine.setOverride(b),
+          clearOverride: (m, by, reason) => engine.clearOverride(m, by, reason),
+          reload,
+          approveFailback: (n) => engine.approveFailback(n),
+        },
         log,
       );
-      log.info({ admin: admin.address }, 'admin API listening');
-    } catch (err) {
-      await engine.close();
-      throw err;
+      log.info({ admin: admin.address, auth: ops.adminToken !== undefined }, 'admin API listening');
     }
+    if (ops.metrics !== undefined) {
+      opsServer = await startOps(ops.metrics, { metrics, ready: () => engine.ready() }, log);
+      log.info({ metrics: opsServer.address }, 'metrics listening');
+    }
+  } catch (err) {
+    await admin?.close();
+    await engine.close();
+    throw err;
   }
   return {
     engine,
     server,
     admin,
+    ops: opsServer,
+    metrics,
+    drain,
     reload,
     async close() {
+      if (gaugeTimer !== undefined) clearTimeout(gaugeTimer);
       await admin?.close();
+      await opsServer?.close();
       await engine.close();
     },
   };

@@ -155,7 +155,7 @@ async function rig(t: Test, prefix: string, yamlFor: (backendPort: number) => st
   writeFileSync(join(dir, 'failover.test.zone'), ZONE);
   const file = join(dir, 'vigil.yaml');
   writeFileSync(file, yamlFor(primary.port));
-  const daemon = await startDaemon(file, pino({ level: 'silent' }), onLoopback);
+  const daemon = await startDaemon(file, pino({ level: 'silent' }), { adjust: onLoopback, levelFixed: true });
   t.teardown(async () => {
     await daemon.close();
     await primary.stop();

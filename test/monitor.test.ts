@@ -515,7 +515,8 @@ t.test('HealthMonitor against real backends', async (t) => {
     t.ok(logLines.some((l) => l['level'] === 50 && String(l['msg']).startsWith('probe worker exited')));
     await monitor.ready();
     const resumed = await (async () => {
-      const deadline = Date.now() + 5_000;
+      // A new worker loads its module through tap's TypeScript loader (about 2 s here, more under a full parallel run).
+      const deadline = Date.now() + 15_000;
       while (Date.now() < deadline) {
         const c = rec.checksOf('kill/k0', crashedAt);
         if (c.length >= 2) return c;

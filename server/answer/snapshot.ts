@@ -4,12 +4,14 @@
 // which is a pure function of the rest and so safe to fill lazily.
 
 import { TYPE } from '../wire/constants.js';
-import { parseName } from '../wire/name.js';
+import { formatName, parseName } from '../wire/name.js';
 import type { CompiledConfig, RRset, Zone } from '../../zones/zone.js';
 import type { CompiledService } from '../../zones/service.js';
 import type { ServiceAnswer } from './policy/types.js';
 import { withServices } from './service-records.js';
 import { compileViewMatcher, type ViewMatcher } from './views.js';
+import { generateCookieSecret, type CookieSecret } from '../wire/cookie.js';
+import type { RrlClass, RrlSettings } from '../limits/rrl.js';
 
 /** What one view answers from. */
 export interface ViewSnapshot {
@@ -21,6 +23,19 @@ export interface ViewSnapshot {
   readonly chaos: ReadonlyMap<string, RRset>;
   /** Memo of encoded answers for names that exist, by qname key + qtype (see respond.ts). */
   readonly answerCache: Map<string, MemoEntry>;
+  /** Health-driven names of this view, by name key: what query observers (drain tracking, metrics) need to know about them. */
+  readonly services: ReadonlyMap<string, ServiceRef>;
+}
+
+export interface ServiceRef {
+  /** serviceKey(service). */
+  readonly key: string;
+  /** Presentation form, with the trailing dot. */
+  readonly name: string;
+  /** How metrics, logs and the drain tracker name it: the name, plus "@view,..." for a service limited to views. */
+  readonly label: string;
+  /** Its answer is every member (or the last resort) because none is healthy. */
+  readonly failedOpen: boolean;
 }
 
 export interface MemoEntry {
@@ -32,6 +47,8 @@ export interface MemoEntry {
    * same alternative forever.
    */
   turn: number;
+  /** What rate limiting counts this answer as (classifyAnswer), so the memo fast path need not classify per query. */
+  readonly rrl: RrlClass;
 }
 
 export interface Snapshot {
@@ -40,6 +57,31 @@ export interface Snapshot {
   readonly matchView: ViewMatcher;
   /** EDNS payload we advertise and the most we send over UDP. */
   readonly udpPayload: number;
+  /** Server cookie secret (RFC 9018); undefined when cookies are off. See snapshotCookieSecret. */
+  readonly cookies: CookieSecret | undefined;
+  /** UDP rate limiting settings, undefined when off; the server keeps the limiter itself and rebuilds it only when these change. */
+  readonly rateLimit: Readonly<RrlSettings> | undefined;
+}
+
+/** Made on first use and kept for the life of the process; see snapshotCookieSecret. */
+let processSecret: CookieSecret | undefined;
+
+/**
+ * The cookie secret a snapshot of `config` answers with: the configured one
+ * (secret_file, $VIGIL_COOKIE_SECRET), else one random secret per process.
+ * Per process, not per snapshot or per server start: the engine builds a new
+ * snapshot on every health change and reload, and a secret that changed with
+ * them would invalidate every resolver's cookie each time. Keeping it here
+ * rather than in the server keeps buildSnapshot a function of its arguments
+ * (plus this constant), so snapshots built before a server starts, or by tests
+ * calling respond() directly, carry the same secret the server would use.
+ */
+export function snapshotCookieSecret(config: CompiledConfig): CookieSecret | undefined {
+  const c = config.server.cookies;
+  if (c?.enabled === false) return undefined;
+  if (c?.secret !== undefined) return c.secret;
+  processSecret ??= generateCookieSecret();
+  return processSecret;
 }
 
 /** Cap on memoised answers per view: names × types asked is bounded by the zone, but types are 16 bits. */
@@ -70,6 +112,12 @@ export function serviceKey(service: CompiledService): string {
   return `${service.name}|${service.views.join(',')}`;
 }
 
+/** The service's name for people and metrics: unique like serviceKey, readable unlike it. */
+export function serviceLabel(service: CompiledService): string {
+  const name = formatName(service.name);
+  return service.views.length > 0 ? `${name}@${service.views.join(',')}` : name;
+}
+
 /** Does this service answer in this view? */
 export function serviceInView(service: CompiledService, view: string): boolean {
   return service.views.length === 0 || service.views.includes(view);
@@ -87,9 +135,12 @@ export function buildSnapshot(config: CompiledConfig, answers: ReadonlyMap<strin
     const zones = new Map(config.zones);
     for (const [origin, zone] of config.viewZones.get(name) ?? []) zones.set(origin, zone);
     const byZone = new Map<string, { service: CompiledService; answer: ServiceAnswer }[]>();
+    const services = new Map<string, ServiceRef>();
     for (const service of config.services) {
-      const answer = answers.get(serviceKey(service));
+      const key = serviceKey(service);
+      const answer = answers.get(key);
       if (answer === undefined || !serviceInView(service, name)) continue;
+      services.set(service.name, { key, name: formatName(service.name), label: serviceLabel(service), failedOpen: answer.failedOpen });
       const list = byZone.get(service.zone) ?? [];
       list.push({ service, answer });
       byZone.set(service.zone, list);
@@ -100,8 +151,14 @@ export function buildSnapshot(config: CompiledConfig, answers: ReadonlyMap<strin
     }
     const negativeSoa = new Map<string, RRset>();
     for (const [origin, zone] of zones) negativeSoa.set(origin, { ...zone.soa, ttl: zone.negativeTtl });
-    return { name, zones, negativeSoa, chaos, answerCache: new Map() };
+    return { name, zones, negativeSoa, chaos, answerCache: new Map(), services };
   });
-  return { views, matchView: compileViewMatcher(config.views), udpPayload: config.server.udpPayload };
+  return {
+    views,
+    matchView: compileViewMatcher(config.views),
+    udpPayload: config.server.udpPayload,
+    cookies: snapshotCookieSecret(config),
+    rateLimit: config.server.rateLimit,
+  };
 }
 
