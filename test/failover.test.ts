@@ -5,7 +5,6 @@
 // CI machine, never throughput.
 
 import t, { type Test } from 'tap';
-import http from 'node:http';
 import { Resolver } from 'node:dns/promises';
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
@@ -15,49 +14,9 @@ import { join } from 'node:path';
 import { pino } from 'pino';
 import { startDaemon, type Daemon } from '../server/daemon.js';
 import type { CompiledConfig } from '../zones/zone.js';
+import { backend, type Backend } from './helpers/backend.js';
 
 const run = promisify(execFile);
-
-interface Backend {
-  readonly host: string;
-  port: number;
-  mode: 'ok' | '503';
-  hits: number;
-  server: http.Server | undefined;
-  start(): Promise<void>;
-  stop(): Promise<void>;
-}
-
-function backend(host: string, port = 0): Backend {
-  const b: Backend = {
-    host,
-    port,
-    mode: 'ok',
-    hits: 0,
-    server: undefined,
-    async start() {
-      const server = http.createServer((_req, res) => {
-        b.hits++;
-        res.writeHead(b.mode === 'ok' ? 200 : 503, { connection: 'close' });
-        res.end(b.mode);
-      });
-      await new Promise<void>((resolve, reject) => {
-        server.once('error', reject);
-        server.listen(b.port, b.host, () => resolve());
-      });
-      b.port = (server.address() as { port: number }).port;
-      b.server = server;
-    },
-    async stop() {
-      const s = b.server;
-      b.server = undefined;
-      if (s === undefined) return;
-      s.closeAllConnections();
-      await new Promise<void>((r) => s.close(() => r()));
-    },
-  };
-  return b;
-}
 
 const ZONE = `$ORIGIN failover.test.
 $TTL 300

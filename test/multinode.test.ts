@@ -7,7 +7,6 @@
 // c-ares; state through each node's admin API.
 
 import t, { type Test } from 'tap';
-import http from 'node:http';
 import { Resolver } from 'node:dns/promises';
 import { mkdtempSync, writeFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -19,49 +18,7 @@ import { startDaemon, type Daemon } from '../server/daemon.js';
 import type { EngineState } from '../server/engine.js';
 import type { AuditEntry } from '../probes/replication/types.js';
 import { startRedis, type RedisProcess } from './helpers/redis.js';
-
-interface Backend {
-  readonly host: string;
-  port: number;
-  readonly downFor: Set<string>;
-  hits: number;
-  server: http.Server | undefined;
-  start(): Promise<void>;
-  stop(): Promise<void>;
-}
-
-function backend(host: string, port = 0): Backend {
-  const b: Backend = {
-    host,
-    port,
-    downFor: new Set(),
-    hits: 0,
-    server: undefined,
-    async start() {
-      const server = http.createServer((req, res) => {
-        b.hits++;
-        const node = String(req.headers['x-vigil-node'] ?? '');
-        const ok = !b.downFor.has(node);
-        res.writeHead(ok ? 200 : 503, { connection: 'close' });
-        res.end(ok ? 'ok' : 'down');
-      });
-      await new Promise<void>((resolve, reject) => {
-        server.once('error', reject);
-        server.listen(b.port, b.host, () => resolve());
-      });
-      b.port = (server.address() as { port: number }).port;
-      b.server = server;
-    },
-    async stop() {
-      const s = b.server;
-      b.server = undefined;
-      if (s === undefined) return;
-      s.closeAllConnections();
-      await new Promise<void>((r) => s.close(() => r()));
-    },
-  };
-  return b;
-}
+import { backend, type Backend } from './helpers/backend.js';
 
 const ZONE = `$ORIGIN multi.test.
 $TTL 300

@@ -98,6 +98,19 @@ export function nextExpiry(overrides: Iterable<Override>): number | undefined {
   return next;
 }
 
+/**
+ * One timer for the earliest expiry among `overrides`, replacing `previous`;
+ * undefined when none expires. Both stores use it to notice lapses without polling.
+ */
+export function expiryTimer(previous: NodeJS.Timeout | undefined, overrides: Iterable<Override>, now: number, fire: () => void): NodeJS.Timeout | undefined {
+  if (previous !== undefined) clearTimeout(previous);
+  const next = nextExpiry(overrides);
+  if (next === undefined) return undefined;
+  const timer = setTimeout(fire, Math.min(Math.max(0, next - now), MAX_TIMER_MS));
+  timer.unref();
+  return timer;
+}
+
 /** Audit details as stored: flat strings, with the override's own fields when one is involved. */
 export function overrideFields(o: Override): Record<string, string> {
   const f: Record<string, string> = { member: o.member, action: o.action, set_by: o.by, set_at: String(o.at) };
@@ -217,13 +230,6 @@ export class LocalStore implements HealthStore {
   }
 
   private armExpiry(): void {
-    if (this.expiryTimer !== undefined) clearTimeout(this.expiryTimer);
-    this.expiryTimer = undefined;
-    if (this.closed) return;
-    const next = nextExpiry(this.overrideMap.values());
-    if (next === undefined) return;
-    const delay = Math.min(Math.max(0, next - this.now()), MAX_TIMER_MS);
-    this.expiryTimer = setTimeout(() => this.expireNow(), delay);
-    this.expiryTimer.unref();
+    this.expiryTimer = expiryTimer(this.expiryTimer, this.closed ? [] : this.overrideMap.values(), this.now(), () => this.expireNow());
   }
 }

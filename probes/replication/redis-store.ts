@@ -11,10 +11,9 @@ import { pino, type Logger } from 'pino';
 import {
   AuditRing,
   EpochCounter,
-  MAX_TIMER_MS,
   StoreEmitter,
+  expiryTimer,
   isExpired,
-  nextExpiry,
   overrideFields,
 } from './local-store.js';
 import { createRedisClient, redact, resolveRedisSettings, RedisSettingsError, type RedisClient, type ResolvedRedis } from './redis-options.js';
@@ -1178,14 +1177,7 @@ export class RedisStore implements HealthStore {
   }
 
   private armExpiry(): void {
-    if (this.expiryTimer !== undefined) clearTimeout(this.expiryTimer);
-    this.expiryTimer = undefined;
-    if (this.closed) return;
-    const next = nextExpiry(this.overrideMap.values());
-    if (next === undefined) return;
-    const delay = Math.min(Math.max(0, next - this.now()), MAX_TIMER_MS);
-    this.expiryTimer = setTimeout(() => this.expireNow(), delay);
-    this.expiryTimer.unref();
+    this.expiryTimer = expiryTimer(this.expiryTimer, this.closed ? [] : this.overrideMap.values(), this.now(), () => this.expireNow());
   }
 
   // ------------------------------------------------------------------ epochs
