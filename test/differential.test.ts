@@ -180,6 +180,10 @@ function exampleCases(): Case[] {
     c('NXDOMAIN below an existing leaf', e('a.www'), 'A'),
     c('NXDOMAIN below a leaf under ENTs (no wildcard at the closest encloser)', e('x.a.b.deep'), 'A'),
     c('NXDOMAIN for a name one label off', e('www2'), 'AAAA'),
+    // Answers for names that need not exist are copied from a template made for the first such name and
+    // re-pointed for each query (respond.ts): names of very different lengths, in a row, in mixed case.
+    c('NXDOMAIN template: long name', e('xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx.yyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyy.b'), 'A'),
+    c('NXDOMAIN template: short name after a long one, mixed case', 'Q.Example.TEST.', 'MX', { transports: both }),
 
     // Empty non-terminals: NODATA, not NXDOMAIN (RFC 8020, RFC 4592 2.2.2).
     c('ENT deep', e('deep'), 'A'),
@@ -210,6 +214,7 @@ function exampleCases(): Case[] {
     // Wildcards (RFC 4592).
     c('wildcard match', e('host.apps'), 'A', { transports: both }),
     c('wildcard match, two labels deep', e('x.y.apps'), 'A'),
+    c('wildcard template: long labels, mixed case', 'Qwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwww.zzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzz.ApPs.example.test.', 'A'),
     c('wildcard NODATA', e('host.apps'), 'AAAA'),
     c('wildcard name itself', e('*.apps'), 'A'),
     c('wildcard name itself, NODATA', e('*.apps'), 'TXT'),
@@ -224,6 +229,7 @@ function exampleCases(): Case[] {
     c('referral for NS at the cut', e('sub'), 'NS'),
     c('referral below the cut', e('host.sub'), 'A', { transports: both }),
     c('referral deep below the cut', e('a.b.c.sub'), 'MX'),
+    c('referral template: long name below the cut', e('llllllllllllllllllllllllllllllllllllllllllllllllllllllllllll.mmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmm.sub'), 'A'),
     c('referral for the glue name', e('ns.sub'), 'A'),
     c('referral for the glue name, AAAA', e('ns.sub'), 'AAAA'),
     c('referral without EDNS', e('host.sub'), 'A', { spec: { edns: false } }),

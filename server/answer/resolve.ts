@@ -29,7 +29,21 @@ export interface Answer {
   cacheable: boolean;
   /** Number of alternatives of the health-driven RRsets met (1 when none): the memo keeps one answer per alternative. */
   variantCount: number;
+  /**
+   * How the answer depends on the query name when it is not cacheable by name
+   * (respond.ts turns these into templates, so random names cost no encoding):
+   * SHAPE_SUFFIX: not at all (NXDOMAIN, a referral from below the cut): the
+   * same bytes for every name under `shapeBase`; SHAPE_WILDCARD: only through
+   * the owner, which is the query name: the answer for the wildcard
+   * `shapeBase` itself, renamed. SHAPE_NONE otherwise.
+   */
+  shape: number;
+  shapeBase: string;
 }
+
+export const SHAPE_NONE = 0;
+export const SHAPE_SUFFIX = 1;
+export const SHAPE_WILDCARD = 2;
 
 /** CNAME chains longer than this stop: a loop or a misconfiguration, not a real need. */
 const MAX_CHAIN = 8;
@@ -44,7 +58,7 @@ export function findZone(snap: ViewSnapshot, qname: string): Zone | undefined {
 }
 
 function newAnswer(rcode: number, aa: boolean, cls: number = CLASS.IN): Answer {
-  return { rcode, aa, cls, answer: [], authority: [], additional: [], requiredAdditional: 0, cacheable: false, variantCount: 1 };
+  return { rcode, aa, cls, answer: [], authority: [], additional: [], requiredAdditional: 0, cacheable: false, variantCount: 1, shape: SHAPE_NONE, shapeBase: '' };
 }
 
 /**
@@ -54,9 +68,13 @@ function newAnswer(rcode: number, aa: boolean, cls: number = CLASS.IN): Answer {
 export function resolve(snap: ViewSnapshot, qname: string, qtype: number, qclass: number, pick = 0): Answer {
   if (qclass === CLASS.CH) return resolveChaos(snap, qname, qtype);
   if (qclass !== CLASS.IN && qclass !== CLASS.ANY) return newAnswer(RCODE.REFUSED, false);
-  // Zone transfers are not served (yet): a NODATA here would look like a valid,
-  // empty transfer to a secondary. REFUSED is what RFC 5936 4.2 and Knot give.
-  if (qtype === TYPE.AXFR || qtype === TYPE.IXFR) return newAnswer(RCODE.REFUSED, false);
+  // Zone transfers are served over TCP by server/xfr; one reaching here came over
+  // UDP. A NODATA would look like a valid, empty transfer to a secondary. AXFR over
+  // UDP is not defined (RFC 5936 4.2): NOTIMP, as Knot answers. IXFR over UDP (RFC
+  // 1995 2) would need the transfer ACL, which this path does not see: REFUSED
+  // (Knot, BIND and NSD secondaries ask over TCP anyway).
+  if (qtype === TYPE.AXFR) return newAnswer(RCODE.NOTIMP, false);
+  if (qtype === TYPE.IXFR) return newAnswer(RCODE.REFUSED, false);
   const zone = findZone(snap, qname);
   if (zone === undefined) return newAnswer(RCODE.REFUSED, false);
   const ans = newAnswer(RCODE.NOERROR, true);
@@ -96,6 +114,13 @@ function lookup(snap: ViewSnapshot, zone: Zone, qname: string, qtype: number, an
   // DS lives on the parent side of a cut (RFC 4035 3.1.4.1); everything else at or below is the child's.
   if (cut !== undefined && !(cut.owner === qname && qtype === TYPE.DS)) {
     referral(zone, cut, ans);
+    // Names below a cut are unbounded (any label works): memoising each would let
+    // random names fill the memo, and the referral is the same for all of them.
+    if (cut.owner !== qname && ans.answer.length === 0) {
+      ans.cacheable = false;
+      ans.shape = SHAPE_SUFFIX;
+      ans.shapeBase = cut.owner;
+    }
     return;
   }
 
@@ -105,12 +130,23 @@ function lookup(snap: ViewSnapshot, zone: Zone, qname: string, qtype: number, an
     // only a wildcard directly below it may match.
     let ce = parentKey(qname)!;
     while (!zone.nodes.has(ce)) ce = parentKey(ce)!;
-    node = zone.nodes.get(wildcardOf(ce));
+    const wildcard = wildcardOf(ce);
+    node = zone.nodes.get(wildcard);
     ans.cacheable = false;
+    // Only the first name of a chain shapes the answer; after a CNAME the query name is in it.
+    const first = ans.answer.length === 0;
     if (node === undefined) {
       ans.rcode = RCODE.NXDOMAIN;
       ans.authority.push({ owner: zone.origin, rrset: snap.negativeSoa.get(zone.origin)! });
+      if (first) {
+        ans.shape = SHAPE_SUFFIX;
+        ans.shapeBase = zone.origin;
+      }
       return;
+    }
+    if (first) {
+      ans.shape = SHAPE_WILDCARD;
+      ans.shapeBase = wildcard;
     }
   }
 

@@ -8,8 +8,9 @@ import { parseQuery, type Edns, type Query } from '../wire/query.js';
 import { MessageWriter, MAX_MESSAGE, optSize, writeOptAt } from '../wire/writer.js';
 import { clientCookieOf, serverCookieOf, serverCookieOption, validServerCookie } from '../wire/cookie.js';
 import { classifyAnswer, ERROR_CLASS, type RrlAction, type RrlClass } from '../limits/rrl.js';
-import { resolve, type Answer, type Entry } from './resolve.js';
-import { ANSWER_CACHE_LIMIT, type MemoEntry, type Snapshot, type ViewSnapshot } from './snapshot.js';
+import { resolve, SHAPE_NONE, SHAPE_WILDCARD, type Answer, type Entry } from './resolve.js';
+import { ANSWER_CACHE_LIMIT, type AnswerTemplate, type MemoEntry, type Snapshot, type ViewSnapshot } from './snapshot.js';
+import { keyToBytes } from '../wire/name.js';
 
 export type Transport = 'udp' | 'tcp';
 
@@ -74,7 +75,7 @@ function responseLimit(q: { edns: Edns | undefined }, snap: { udpPayload: number
 }
 
 function emptyAnswer(rcode: number, cls: number): Answer {
-  return { rcode, aa: false, cls, answer: [], authority: [], additional: [], requiredAdditional: 0, cacheable: false, variantCount: 1 };
+  return { rcode, aa: false, cls, answer: [], authority: [], additional: [], requiredAdditional: 0, cacheable: false, variantCount: 1, shape: SHAPE_NONE, shapeBase: '' };
 }
 
 /**
@@ -132,7 +133,7 @@ export function respond(
   }
   const view = snap.views[viewIndex]!;
 
-  const cacheKey = q.qclass === CLASS.IN ? q.qname + String.fromCharCode(q.qtype) : undefined;
+  const cacheKey = q.qclass === CLASS.IN ? q.key : undefined;
   const entry = cacheKey !== undefined ? view.answerCache.get(cacheKey) : undefined;
   // Consecutive queries for a name take consecutive alternatives (rotation, weighted draws, ramp shares).
   const pick = entry !== undefined ? entry.turn++ & 0x3fffffff : sequence++ & 0x3fffffff;
@@ -146,6 +147,13 @@ export function respond(
   }
 
   const ans = resolve(view, q.qname, q.qtype, q.qclass, pick);
+  if (ans.shape !== SHAPE_NONE && ans.variantCount === 1 && q.qclass === CLASS.IN) {
+    const t = templateFor(view, ans, q, snap);
+    if (t !== undefined) {
+      const out = fromTemplate(t, q, msg, limit, snap, cookie);
+      if (out !== undefined) return noted(info, 'answer', viewIndex, ans.rcode, t.rrl, out);
+    }
+  }
   // Classified once per memo entry; otherwise only when someone reads it (the slow path allocates anyway).
   let rrl: RrlClass | undefined;
   if (ans.cacheable && cacheKey !== undefined) {
@@ -201,9 +209,72 @@ function fromCache(hit: Buffer, q: Query, msg: Uint8Array, limit: number, snap: 
   out[1] = msg[1]!;
   if (q.rd) out[2]! |= 0x01;
   if (q.cd) out[3]! |= 0x10;
-  out.set(msg.subarray(12, q.questionEnd), 12);
+  // A question is a few dozen octets: a loop beats creating a subarray for a native copy.
+  for (let i = 12; i < q.questionEnd; i++) out[i] = msg[i]!;
   if (q.edns !== undefined) {
     writeOptAt(out, hit.length, snap.udpPayload, 0, q.edns.dnssecOk, cookie);
+    out.writeUInt16BE(out.readUInt16BE(10) + 1, 10);
+  }
+  return out;
+}
+
+/**
+ * The template for an answer of this shape (resolve.ts): made on first use by
+ * encoding the answer for a stand-in question, the shape's base name, with
+ * every compression pointer's offset recorded. Undefined when the shape's
+ * answer turns out not to be a function of the base alone.
+ */
+function templateFor(view: ViewSnapshot, ans: Answer, q: Query, snap: Snapshot): AnswerTemplate | undefined {
+  const wildcard = ans.shape === SHAPE_WILDCARD;
+  const key = wildcard ? `w${ans.shapeBase}${String.fromCharCode(q.qtype)}` : `s${ans.shapeBase}`;
+  const known = view.templates.get(key);
+  if (known !== undefined) return known;
+  if (view.templates.size >= ANSWER_CACHE_LIMIT) return undefined;
+  // A wildcard's answer is the wildcard name's own answer with the query name as owner (RFC 4592 2.1.1).
+  const base = wildcard ? resolve(view, ans.shapeBase, q.qtype, q.qclass, 0) : ans;
+  if (base.variantCount !== 1) return undefined;
+  const name = keyToBytes(ans.shapeBase);
+  const stand = Buffer.alloc(12 + name.length + 4);
+  name.copy(stand, 12);
+  stand.writeUInt16BE(q.qtype, 12 + name.length);
+  stand.writeUInt16BE(q.qclass, 14 + name.length);
+  const pointers: number[] = [];
+  const bytes = encodeInto(scratch, base, { id: 0, opcode: q.opcode, rd: false, cd: false, questionEnd: stand.length, edns: undefined }, stand, MAX_MESSAGE, snap, undefined, pointers);
+  if ((bytes[2]! & 0x02) !== 0) return undefined;
+  const t: AnswerTemplate = { bytes, questionEnd: stand.length, pointers, wildcard, rrl: classifyAnswer(ans, q.qname, q.qtype) };
+  view.templates.set(key, t);
+  return t;
+}
+
+/**
+ * The query's header and question, then the template's records with every
+ * compression pointer moved by the difference in question length. Undefined
+ * when it does not fit the client's limit (or a pointer would leave the
+ * 14-bit range), so the slow path builds the answer.
+ */
+function fromTemplate(t: AnswerTemplate, q: Query, msg: Uint8Array, limit: number, snap: { udpPayload: number }, cookie: Buffer | undefined): Buffer | undefined {
+  const shift = q.questionEnd - t.questionEnd;
+  const records = t.bytes.length - t.questionEnd;
+  const size = q.questionEnd + records + (q.edns !== undefined ? optSize(cookie) : 0);
+  if (size > limit) return undefined;
+  const out = Buffer.allocUnsafe(size);
+  t.bytes.copy(out, 0, 0, 12);
+  out[0] = msg[0]!;
+  out[1] = msg[1]!;
+  if (q.rd) out[2]! |= 0x01;
+  if (q.cd) out[3]! |= 0x10;
+  for (let i = 12; i < q.questionEnd; i++) out[i] = msg[i]!;
+  t.bytes.copy(out, q.questionEnd, t.questionEnd);
+  for (const p of t.pointers) {
+    const at = p + shift;
+    const target = ((out[at]! & 0x3f) << 8) | out[at + 1]!;
+    const moved = t.wildcard && target === 12 ? 12 : target + shift;
+    if (moved > 0x3fff) return undefined;
+    out[at] = 0xc0 | (moved >> 8);
+    out[at + 1] = moved & 0xff;
+  }
+  if (q.edns !== undefined) {
+    writeOptAt(out, q.questionEnd + records, snap.udpPayload, 0, q.edns.dnssecOk, cookie);
     out.writeUInt16BE(out.readUInt16BE(10) + 1, 10);
   }
   return out;
@@ -249,9 +320,11 @@ function encodeInto(
   limit: number,
   snap: { udpPayload: number },
   cookie: Buffer | undefined,
+  pointers?: number[],
 ): Buffer {
   const optLen = q.edns !== undefined ? optSize(cookie) : 0;
   w.reset(limit - optLen);
+  w.pointers = pointers;
   w.u16(q.id);
   w.u16(0); // flags, patched below
   w.u16(q.questionEnd > 0 ? 1 : 0);

@@ -23,6 +23,8 @@ export interface ViewSnapshot {
   readonly chaos: ReadonlyMap<string, RRset>;
   /** Memo of encoded answers for names that exist, by qname key + qtype (see respond.ts). */
   readonly answerCache: Map<string, MemoEntry>;
+  /** Encoded answers for names that need not exist (NXDOMAIN, wildcards, below a cut), by shape and base name (see respond.ts). */
+  readonly templates: Map<string, AnswerTemplate>;
   /** Health-driven names of this view, by name key: what query observers (drain tracking, metrics) need to know about them. */
   readonly services: ReadonlyMap<string, ServiceRef>;
 }
@@ -48,6 +50,22 @@ export interface MemoEntry {
    */
   turn: number;
   /** What rate limiting counts this answer as (classifyAnswer), so the memo fast path need not classify per query. */
+  readonly rrl: RrlClass;
+}
+
+/**
+ * An answer encoded for a stand-in question (the shape's base name): the
+ * response for any name of that shape is the query's own header and
+ * question followed by `bytes` after `questionEnd`, with each compression
+ * pointer moved by the difference in question length (respond.ts).
+ */
+export interface AnswerTemplate {
+  readonly bytes: Buffer;
+  readonly questionEnd: number;
+  /** Offsets in `bytes` of the compression pointers, all after the question. */
+  readonly pointers: readonly number[];
+  /** A pointer to offset 12 means the query name itself (the wildcard's owner), which does not move. */
+  readonly wildcard: boolean;
   readonly rrl: RrlClass;
 }
 
@@ -151,7 +169,7 @@ export function buildSnapshot(config: CompiledConfig, answers: ReadonlyMap<strin
     }
     const negativeSoa = new Map<string, RRset>();
     for (const [origin, zone] of zones) negativeSoa.set(origin, { ...zone.soa, ttl: zone.negativeTtl });
-    return { name, zones, negativeSoa, chaos, answerCache: new Map(), services };
+    return { name, zones, negativeSoa, chaos, answerCache: new Map(), templates: new Map(), services };
   });
   return {
     views,

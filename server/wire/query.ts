@@ -32,6 +32,8 @@ export interface Query {
   readonly cd: boolean;
   /** Lowercased name key of the question. */
   readonly qname: string;
+  /** qname followed by the two octets of the type: what the answer memo is keyed by. */
+  readonly key: string;
   readonly qtype: number;
   readonly qclass: number;
   /** Offset just after the question (header 12 + name + 4). */
@@ -64,34 +66,49 @@ export type ParsedQuery = Query | QueryError | QueryDrop;
 const FORMERR = 1;
 const NOTIMP = 4;
 
+/** Set by questionNameEnd: whether the name has an ASCII capital (one result slot instead of an object per query). */
+let sawUpper = false;
+
 /**
- * Reads the question name at offset 12: labels only, no compression (a
- * pointer in the first name can only point into the header). Returns the
- * lowercased key and end offset, or -1.
+ * Finds the end of the question name at offset 12: labels only, no
+ * compression (a pointer in the first name can only point into the header).
+ * Returns the offset after the root label, or -1; sets sawUpper.
  */
-function readQuestionName(msg: Uint8Array, end: number): { key: string; next: number } | undefined {
+function questionNameEnd(msg: Uint8Array, end: number): number {
   let i = 12;
-  let key = '';
+  let upper = false;
   for (;;) {
-    if (i >= end) return undefined;
+    if (i >= end) return -1;
     const len = msg[i]!;
-    if (len === 0) {
-      key += '\x00';
-      i++;
-      break;
-    }
-    if (len > 63) return undefined; // compression pointer or reserved label type
-    if (i + 1 + len > end) return undefined;
-    key += String.fromCharCode(len);
+    if (len === 0) break;
+    if (len > 63) return -1; // compression pointer or reserved label type
+    if (i + 1 + len > end) return -1;
     for (let j = i + 1, stop = i + 1 + len; j < stop; j++) {
       const c = msg[j]!;
-      key += String.fromCharCode(c >= 0x41 && c <= 0x5a ? c + 32 : c);
+      if (c >= 0x41 && c <= 0x5a) upper = true;
     }
     i += 1 + len;
-    if (key.length > 255) return undefined;
+    if (i - 12 > 254) return -1;
   }
-  if (key.length > 255) return undefined;
-  return { key, next: i };
+  sawUpper = upper;
+  return i + 1;
+}
+
+/** Room for the longest name and the type, folded (parsing is synchronous, so one buffer serves every call). */
+const folded = Buffer.alloc(255 + 2);
+
+/**
+ * msg[12, end) with ASCII capitals folded, as a latin1 string. Only ASCII
+ * letters fold (RFC 4343); String.toLowerCase would also fold octets from
+ * 0xC0 up.
+ */
+function foldedKey(msg: Uint8Array, end: number): string {
+  const n = end - 12;
+  for (let j = 0; j < n; j++) {
+    const c = msg[12 + j]!;
+    folded[j] = c >= 0x41 && c <= 0x5a ? c + 32 : c;
+  }
+  return folded.toString('latin1', 0, n);
 }
 
 /** Skips a possibly compressed name; returns the offset after it or -1. Pointers are not followed, so no loop is possible. */
@@ -135,11 +152,23 @@ export function parseQuery(msg: Uint8Array, length: number = msg.length): Parsed
   if (qdcount !== 1) {
     return fail(opcode === OPCODE.QUERY ? FORMERR : NOTIMP, `QDCOUNT ${qdcount}`);
   }
-  const q = readQuestionName(msg, length);
-  if (q === undefined || q.next + 4 > length) return fail(FORMERR, 'question does not parse');
-  const qtype = (msg[q.next]! << 8) | msg[q.next + 1]!;
-  const qclass = (msg[q.next + 2]! << 8) | msg[q.next + 3]!;
-  const questionEnd = q.next + 4;
+  const next = questionNameEnd(msg, length);
+  if (next < 0 || next + 4 > length) return fail(FORMERR, 'question does not parse');
+  const qtype = (msg[next]! << 8) | msg[next + 1]!;
+  const qclass = (msg[next + 2]! << 8) | msg[next + 3]!;
+  const questionEnd = next + 4;
+  // The key format is the wire format, lowercased: one native slice of the
+  // packet (name and type together, the memo's key) instead of a string built
+  // a character at a time.
+  // Only the name folds: a type octet may well be 0x41-0x5a.
+  let key: string;
+  if (sawUpper) {
+    key = foldedKey(msg, next) + String.fromCharCode(msg[next]!, msg[next + 1]!);
+  } else {
+    const buf = Buffer.isBuffer(msg) ? msg : Buffer.from(msg.buffer, msg.byteOffset, msg.byteLength);
+    key = buf.toString('latin1', 12, next + 2);
+  }
+  const qname = key.slice(0, -2);
 
   // Walk answer and authority only to reach the additional section.
   let i = questionEnd;
@@ -191,5 +220,5 @@ export function parseQuery(msg: Uint8Array, length: number = msg.length): Parsed
   }
 
   if (opcode !== OPCODE.QUERY) return fail(NOTIMP, `opcode ${opcode}`, questionEnd, edns);
-  return { kind: 'query', id, opcode, rd, cd, qname: q.key, qtype, qclass, questionEnd, edns };
+  return { kind: 'query', id, opcode, rd, cd, qname, key, qtype, qclass, questionEnd, edns };
 }

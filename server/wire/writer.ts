@@ -15,6 +15,12 @@ export class MessageWriter {
   length = 0;
   /** Lowercased name-key suffix → offset of its first occurrence. */
   private readonly names = new Map<string, number>();
+  /**
+   * When set, the offset of every compression pointer written is appended:
+   * templates (respond.ts) move the pointers when the question they point into
+   * changes length. Undefined (the default) costs nothing.
+   */
+  pointers: number[] | undefined;
 
   constructor(capacity: number = MAX_MESSAGE) {
     this.buf = Buffer.allocUnsafe(capacity);
@@ -29,6 +35,7 @@ export class MessageWriter {
     this.length = 0;
     this.limit = Math.min(limit, this.buf.length);
     this.names.clear();
+    this.pointers = undefined;
   }
 
   /** Copies raw bytes (a header or the client's question). */
@@ -73,7 +80,12 @@ export class MessageWriter {
     while (k.length > 1) {
       if (compress) {
         const ptr = this.names.get(lower);
-        if (ptr !== undefined) return this.u16(0xc000 | ptr);
+        if (ptr !== undefined) {
+          const at = this.length;
+          if (!this.u16(0xc000 | ptr)) return false;
+          this.pointers?.push(at);
+          return true;
+        }
         if (this.length < 0x4000) this.names.set(lower, this.length);
       }
       const len = k.charCodeAt(0);
@@ -104,6 +116,7 @@ export class MessageWriter {
   rollback(length: number): void {
     this.length = length;
     for (const [k, off] of this.names) if (off >= length) this.names.delete(k);
+    if (this.pointers !== undefined) while (this.pointers.length > 0 && this.pointers[this.pointers.length - 1]! >= length) this.pointers.pop();
   }
 
   private recordUnchecked(owner: string, type: number, cls: number, ttl: number, rdata: Uint8Array): boolean {

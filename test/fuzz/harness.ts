@@ -38,8 +38,15 @@ export interface CheckResult {
   readonly reads: number;
 }
 
-/** Reads allowed per input octet, plus a constant: parseQuery reads each octet about once, and respond() parses again and reads a few header octets. */
-export const READS_PER_OCTET = 3;
+/**
+ * Reads allowed per input octet, plus a constant: parseQuery reads each octet
+ * about once; respond() parses again, folds a mixed-case name, copies the
+ * question into the response with a loop, and on the slow path copies it
+ * into the writer and names it for compression: up to about five reads of
+ * each question octet. Linear work stays under 6 per octet; a loop that
+ * rescans the input (quadratic) does not, even for short inputs.
+ */
+export const READS_PER_OCTET = 6;
 export const READS_CONSTANT = 64;
 
 const UDP_CLASSIC = 512;
