@@ -17,7 +17,7 @@ clients=4
 rounds=3
 
 usage() {
-  sed -n '2,10p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+  sed -n '2,9p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
   exit "${1:-0}"
 }
 
@@ -32,49 +32,17 @@ while [ $# -gt 0 ]; do
   esac
 done
 
-for tool in dnsperf dig node; do
-  command -v "$tool" >/dev/null || { echo "$tool not found (Debian: apt-get install dnsperf bind9-dnsutils nodejs)" >&2; exit 1; }
-done
+# shellcheck source=bench/lib.sh
+. "$here/lib.sh"
+require_tools dnsperf dig node
 
 zone="$root/zones/examples/example.test.zone"
 queries="$here/queries.txt"
 work="$(mktemp -d "${TMPDIR:-/tmp}/vigil-metrics-cost.XXXXXX")"
-server_pid=""
+bench_trap
 
-stop_server() {
-  if [ -n "$server_pid" ] && kill -0 "$server_pid" 2>/dev/null; then
-    kill -TERM "$server_pid" 2>/dev/null || true
-    for _ in $(seq 1 30); do kill -0 "$server_pid" 2>/dev/null || break; sleep 0.1; done
-    kill -KILL "$server_pid" 2>/dev/null || true
-    wait "$server_pid" 2>/dev/null || true
-  fi
-  server_pid=""
-}
-cleanup() {
-  stop_server
-  rm -rf "$work"
-}
-trap cleanup EXIT INT TERM
-
-# Same pinning as run.sh: server on CPU 0, dnsperf on CPU 1.
-server_pin=()
-perf_pin=()
-if command -v taskset >/dev/null && [ "$(nproc)" -ge 2 ]; then
-  server_pin=(taskset -c 0)
-  perf_pin=(taskset -c 1)
-fi
-
-if [ ! -s "$queries" ] || [ "$zone" -nt "$queries" ] || [ "$here/make-queries.mjs" -nt "$queries" ]; then
-  node "$here/make-queries.mjs" "$zone" > "$queries"
-fi
-
-answers() {
-  dig +short +time=1 +tries=1 @127.0.0.1 -p "$port" example.test SOA 2>/dev/null | grep -q '^[^;].* [0-9]\+ [0-9]\+ [0-9]\+ [0-9]\+ [0-9]\+$'
-}
-if answers; then
-  echo "something already answers on 127.0.0.1:$port; stop it or pass --port" >&2
-  exit 1
-fi
+ensure_queries
+refuse_busy_port
 
 cat > "$work/vigil.yaml" <<EOF
 listen: ["127.0.0.1:$port"]
@@ -96,27 +64,20 @@ result=""
 cpu=""
 run_variant() {
   local variant="$1" flag=()
+  local name="observer-$variant"
   [ "$variant" = on ] && flag=(--metrics)
+  # Same pinning as run.sh (lib.sh): server on CPU 0, dnsperf on CPU 1.
   # tsx transpiles once at start-up; the answering code then runs as plain JS, as from dist/.
-  (cd "$root" && exec "${server_pin[@]}" node --import tsx bench/metrics-serve.ts --config "$work/vigil.yaml" "${flag[@]}") > "$work/$variant.log" 2>&1 &
-  server_pid=$!
-  for _ in $(seq 1 150); do
-    kill -0 "$server_pid" 2>/dev/null || { cat "$work/$variant.log" >&2; return 1; }
-    answers && break
-    sleep 0.1
-  done
-  answers || { echo "server ($variant) did not answer within 15 s" >&2; cat "$work/$variant.log" >&2; return 1; }
+  start_server "$name" "${server_pin[@]}" node --import tsx bench/metrics-serve.ts --config "$work/vigil.yaml" "${flag[@]}"
+  wait_ready "$name" "$port" 150
   local t0 t1
   t0="$(cpu_ticks "$server_pid")"
-  "${perf_pin[@]}" dnsperf -s 127.0.0.1 -p "$port" -d "$queries" -l "$duration" -c "$clients" > "$work/$variant.dnsperf" 2>&1 || {
-    cat "$work/$variant.dnsperf" >&2
-    return 1
-  }
+  run_dnsperf "$name" > /dev/null
   t1="$(cpu_ticks "$server_pid")"
   stop_server
-  cpu="$(awk -v t="$((t1 - t0))" -v hz="$tck" '/Queries completed:/ { printf "%.1f", t * 1e6 / hz / $3 }' "$work/$variant.dnsperf")"
-  result="$(awk '/Queries per second:/ { printf "%.0f", $4 }' "$work/$variant.dnsperf")"
-  lost="$(awk '/Queries lost:/ { gsub(/[()%]/, "", $4); print $4 }' "$work/$variant.dnsperf")"
+  cpu="$(awk -v t="$((t1 - t0))" -v hz="$tck" '/Queries completed:/ { printf "%.1f", t * 1e6 / hz / $3 }' "$work/$name.dnsperf")"
+  result="$(awk '/Queries per second:/ { printf "%.0f", $4 }' "$work/$name.dnsperf")"
+  lost="$(awk '/Queries lost:/ { gsub(/[()%]/, "", $4); print $4 }' "$work/$name.dnsperf")"
 }
 
 echo "dnsperf: $(wc -l < "$queries") query lines, ${duration}s, $clients clients, $rounds rounds alternating off/on${server_pin:+, server on cpu 0, dnsperf on cpu 1}" >&2
@@ -129,7 +90,6 @@ for i in $(seq 1 "$rounds"); do
   run_variant on;  on+=("$result");  on_cpu+=("$cpu");  printf 'round %d  on  %8s q/s   %6s µs CPU/query   lost %s%%\n' "$i" "$result" "$cpu" "$lost"
 done
 
-median() { printf '%s\n' "$@" | sort -n | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 m_off="$(median "${off[@]}")"
 m_on="$(median "${on[@]}")"
 printf 'median   off %8s q/s   on %8s q/s   ratio on/off %s\n' "$m_off" "$m_on" "$(awk -v a="$m_on" -v b="$m_off" 'BEGIN { printf "%.3f", a / b }')"
