@@ -4,9 +4,12 @@
 
 import { parseArgs } from 'node:util';
 import { readFileSync } from 'node:fs';
+import cluster from 'node:cluster';
+import os from 'node:os';
 import { pino, type Logger } from 'pino';
 import { loadConfig, formatErrors } from '../zones/load.js';
 import { startDaemon, ConfigRefused } from '../server/daemon.js';
+import { runWorker } from '../server/cluster/worker.js';
 import type { CompiledConfig } from '../zones/zone.js';
 import { formatName } from '../server/wire/name.js';
 import { AdminClient, AdminClientError, printState, printAudit, printDrain } from './admin-client.js';
@@ -31,6 +34,7 @@ Commands:
 
 Options:
   -c, --config FILE     Path to the YAML config (see zones/README.md).
+  --workers N|auto      serve: UDP answering processes (default 1; auto = one per CPU). See server/cluster/README.md.
   --log-level LEVEL     trace, debug, info, warn, error, silent (default: the config's log.level, else info).
   --admin URL           Admin API of the node (default $VIGIL_ADMIN_URL, else http://127.0.0.1:8053).
   --token-file FILE     Bearer token for the admin API (default $VIGIL_ADMIN_TOKEN).
@@ -85,10 +89,21 @@ async function check(file: string): Promise<number> {
   }
 }
 
-async function serve(file: string, log: Logger): Promise<number> {
+/** --workers: a count, or "auto" for one per CPU the process may use. */
+function workerCount(value: string | undefined): number {
+  if (value === undefined) return 1;
+  if (value === 'auto') return os.availableParallelism();
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 1 || n > 256) throw new UsageError(`--workers must be "auto" or a whole number from 1 to 256, not "${value}"`);
+  return n;
+}
+
+async function serve(file: string, log: Logger, workers: number): Promise<number> {
+  // A serving worker of the cluster the primary below forks: it gets everything over IPC.
+  if (cluster.isWorker) return runWorker(log);
   let daemon;
   try {
-    daemon = await startDaemon(file, log);
+    daemon = await startDaemon(file, log, { workers });
   } catch (err) {
     if (err instanceof ConfigRefused) process.stderr.write(err.message + '\n');
     else log.error({ err }, 'could not start');
@@ -113,6 +128,7 @@ async function main(argv: string[]): Promise<number> {
     options: {
       config: { type: 'string', short: 'c' },
       'log-level': { type: 'string' },
+      workers: { type: 'string' },
       admin: { type: 'string' },
       'token-file': { type: 'string' },
       reason: { type: 'string' },
@@ -139,7 +155,7 @@ async function main(argv: string[]): Promise<number> {
   if (command !== 'serve' && command !== 'check') throw new UsageError(`unknown command "${command}"`);
   if (values.config === undefined) throw new UsageError(`${command} needs --config FILE`);
   if (command === 'check') return check(values.config);
-  return serve(values.config, makeLogger(values['log-level']));
+  return serve(values.config, makeLogger(values['log-level']), workerCount(values.workers));
 }
 
 const ADMIN_COMMANDS = new Set(['state', 'drain', 'force', 'undrain', 'audit', 'drain-report']);

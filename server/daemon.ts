@@ -14,6 +14,7 @@ import { composeObservers, type QueryObserver } from './metrics/query-stats.js';
 import { serviceLabel, type Snapshot } from './answer/snapshot.js';
 import { formatName } from './wire/name.js';
 import type { VigilServer } from './server.js';
+import { ServingWorkers } from './cluster/primary.js';
 import type { CompiledConfig } from '../zones/zone.js';
 
 export interface Daemon {
@@ -36,10 +37,16 @@ export interface DaemonOptions {
   readonly adjust?: (c: CompiledConfig) => CompiledConfig;
   /** The log level was given on the command line: do not take the config's. */
   readonly levelFixed?: boolean;
+  /**
+   * Serving processes for UDP (server/cluster): above 1, this process keeps
+   * the control plane and TCP and forks that many workers that share the UDP
+   * sockets. Needs a cluster-capable entry point (the vigil CLI). Default 1.
+   */
+  readonly workers?: number;
 }
 
 /** Every Nth query is logged for a sample share of 1/N: a counter costs less than a random draw per query. */
-function queryLogger(sample: number, log: Logger): QueryObserver | undefined {
+export function queryLogger(sample: number, log: Logger): QueryObserver | undefined {
   if (sample <= 0) return undefined;
   const every = Math.max(1, Math.round(1 / sample));
   let n = 0;
@@ -109,7 +116,8 @@ export async function startDaemon(file: string, log: Logger, opts: DaemonOptions
   const qlog = queryLogger(ops.log.querySample, log);
   if (qlog !== undefined) observers.push(qlog);
 
-  const engine = new Engine(config, { logger: log, serverOptions: { observer: composeObservers(...observers) } });
+  const clustered = (opts.workers ?? 1) > 1;
+  const engine = new Engine(config, { logger: log, serverOptions: { observer: composeObservers(...observers), ...(clustered ? { udp: false } : {}) } });
   engine.on('check', (e) => metrics.probeCheck(e));
   engine.on('answerChange', (c) => {
     const label = c.label;
@@ -127,7 +135,30 @@ export async function startDaemon(file: string, log: Logger, opts: DaemonOptions
   metrics.configLoaded(config.hash);
 
   const server = await engine.start();
-  log.info({ udp: server.addresses.udp, tcp: server.addresses.tcp, zones: config.zones.size, services: config.services.length, hash: config.hash, node: ops.node.id, pop: ops.node.pop, redis: ops.replication.redis !== undefined }, 'listening');
+  let workers: ServingWorkers | undefined;
+  if (clustered) {
+    // The workers bind UDP where this process bound TCP (the same ports when the config says port 0).
+    const listen = config.server.listen.map((l, i) => ({ host: l.host, port: server.addresses.tcp[i]!.port }));
+    workers = new ServingWorkers({
+      workers: opts.workers!,
+      listen,
+      cookieSecret: server.snapshot().cookies,
+      logLevel: log.level,
+      querySample: ops.log.querySample,
+      state: () => engine.servingState(),
+      metrics,
+      drain,
+      log,
+    });
+    engine.on('snapshot', (c, a) => workers!.update(c, a));
+    try {
+      await workers.start();
+    } catch (err) {
+      await engine.close();
+      throw err;
+    }
+  }
+  log.info({ udp: workers !== undefined ? config.server.listen.map((l, i) => ({ address: l.host, port: server.addresses.tcp[i]!.port })) : server.addresses.udp, tcp: server.addresses.tcp, workers: opts.workers ?? 1, zones: config.zones.size, services: config.services.length, hash: config.hash, node: ops.node.id, pop: ops.node.pop, redis: ops.replication.redis !== undefined }, 'listening');
 
   let inFlight: Promise<{ ok: boolean; errors?: string }> | undefined;
   const reload = (): Promise<{ ok: boolean; errors?: string }> => {
@@ -193,11 +224,17 @@ export async function startDaemon(file: string, log: Logger, opts: DaemonOptions
       log.info({ admin: admin.address, auth: ops.adminToken !== undefined }, 'admin API listening');
     }
     if (ops.metrics !== undefined) {
-      opsServer = await startOps(ops.metrics, { metrics, ready: () => engine.ready() }, log);
+      const ready = (): { ready: boolean; reasons: string[] } => {
+        const r = engine.ready();
+        const missing = workers?.ready() ?? [];
+        return missing.length === 0 ? r : { ready: false, reasons: [...r.reasons, ...missing] };
+      };
+      opsServer = await startOps(ops.metrics, { metrics, ready }, log);
       log.info({ metrics: opsServer.address }, 'metrics listening');
     }
   } catch (err) {
     await admin?.close();
+    await workers?.close();
     await engine.close();
     throw err;
   }
@@ -213,6 +250,7 @@ export async function startDaemon(file: string, log: Logger, opts: DaemonOptions
       if (gaugeTimer !== undefined) clearTimeout(gaugeTimer);
       await admin?.close();
       await opsServer?.close();
+      await workers?.close();
       await engine.close();
     },
   };

@@ -107,6 +107,11 @@ export interface EngineEvents {
   check: [event: CheckEvent];
   /** Redis reachable or not. */
   connection: [connected: boolean];
+  /**
+   * A new snapshot is served, built from this config and these answers (by
+   * serviceKey): what other serving processes need to build the same one.
+   */
+  snapshot: [config: CompiledConfig, answers: ReadonlyMap<string, ServiceAnswer>];
 }
 
 export interface EngineOptions {
@@ -172,6 +177,10 @@ export class Engine extends EventEmitter<EngineEvents> {
   private divergenceTimer: NodeJS.Timeout | undefined;
   private snapshot: Snapshot;
   private closed = false;
+  /** The recompute that events asked for, run once for every event of the same turn (see recomputeSoon). */
+  private soon: { cause: Cause; done: Promise<void> } | undefined;
+  /** The probe worker reported a change not yet handed to the store. */
+  private localChanged = false;
 
   constructor(config: CompiledConfig, opts: EngineOptions = {}) {
     super();
@@ -191,17 +200,17 @@ export class Engine extends EventEmitter<EngineEvents> {
     this.consensus = { health: empty, votes: new Map(), fresh: [rep.node.id], stale: [] };
     this.overridden = empty;
     this.snapshot = this.recompute('start');
-    this.monitor.on('change', (local) => {
-      this.publishLocal(local);
-      this.snapshot = this.recompute('health');
+    this.monitor.on('change', () => {
+      this.localChanged = true;
+      void this.recomputeSoon('health');
     });
     this.monitor.on('check', (e) => this.emit('check', e));
     this.store.on('change', () => {
-      if (!this.closed) this.snapshot = this.recompute('replication');
+      void this.recomputeSoon('replication');
     });
     this.store.on('connection', (up) => {
       this.emit('connection', up);
-      if (!this.closed) this.snapshot = this.recompute('replication');
+      void this.recomputeSoon('replication');
     });
   }
 
@@ -257,19 +266,60 @@ export class Engine extends EventEmitter<EngineEvents> {
     };
     await this.store.setOverride(o);
     this.log.warn({ member: o.member, action: o.action, by: o.by, reason: o.reason, expiresAt: o.expiresAt }, 'override set');
-    this.snapshot = this.recompute('replication');
+    // Served from when the promise resolves; many at once (a script draining a PoP) share one rebuild.
+    await this.recomputeSoon('replication');
     return o;
   }
 
   async clearOverride(member: string, by: string, reason: string): Promise<boolean> {
     const ok = await this.store.clearOverride(member, by, reason);
     if (ok) this.log.warn({ member, by, reason }, 'override cleared');
-    this.snapshot = this.recompute('replication');
+    await this.recomputeSoon('replication');
     return ok;
+  }
+
+  /**
+   * Health verdicts, replication messages and overrides arrive one member at a
+   * time, often hundreds in one turn of the event loop (a PoP losing a
+   * backend network, a resync). Each would cost a pass over every service and
+   * a snapshot rebuild that empties the answer memo; instead they share one,
+   * run after the turn's I/O callbacks (setImmediate), a fraction of a
+   * millisecond later.
+   */
+  private recomputeSoon(cause: Cause): Promise<void> {
+    if (this.soon !== undefined) {
+      if (cause === 'health') this.soon.cause = cause;
+      return this.soon.done;
+    }
+    const soon: { cause: Cause; done: Promise<void> } = {
+      cause,
+      done: new Promise<void>((resolve) => {
+        setImmediate(() => {
+          this.soon = undefined;
+          try {
+            if (this.closed) return;
+            if (this.localChanged) {
+              this.localChanged = false;
+              this.publishLocal(this.monitor.snapshot());
+            }
+            this.snapshot = this.recompute(soon.cause);
+          } finally {
+            resolve();
+          }
+        });
+      }),
+    };
+    this.soon = soon;
+    return soon.done;
   }
 
   auditLog(count: number): Promise<readonly AuditEntry[]> {
     return this.store.auditLog(count);
+  }
+
+  /** What the current snapshot was built from (see the 'snapshot' event). */
+  servingState(): { config: CompiledConfig; answers: ReadonlyMap<string, ServiceAnswer> } {
+    return { config: this.config, answers: this.answers };
   }
 
   current(): Snapshot {
@@ -438,6 +488,7 @@ export class Engine extends EventEmitter<EngineEvents> {
     if (cause === 'start' || cause === 'reload' || changed.length > 0) {
       snapshot = buildSnapshot(this.config, this.answers);
       this.server?.swap(snapshot);
+      this.emit('snapshot', this.config, this.answers);
     }
     for (const c of changed) if (c.before?.summary !== c.after.summary) this.onAnswerChange(c.service, c.before, c.after, c.oldTtl, cause, now);
     this.schedule(next, now);

@@ -32,6 +32,11 @@ export interface StartOptions {
   readonly snapshot?: Snapshot;
   /** Told about every query and TCP connection, and every snapshot swap; see QueryObserver. Absent: no cost at all. */
   readonly observer?: QueryObserver;
+  /**
+   * false: TCP only. The UDP sockets on the same addresses are then served by
+   * a cluster's workers (server/cluster), which this process does not run.
+   */
+  readonly udp?: boolean;
 }
 
 function isSnapshot(x: CompiledConfig | Snapshot): x is Snapshot {
@@ -83,7 +88,7 @@ function sameRrlSettings(a: Readonly<RrlSettings>, b: Readonly<RrlSettings>): bo
  * health-driven swap, and a reload that leaves rate_limit alone), so a flood
  * in progress stays limited; a new, empty one otherwise.
  */
-function limiterFor(settings: Readonly<RrlSettings> | undefined, running: ResponseRateLimiter | undefined): ResponseRateLimiter | undefined {
+export function limiterFor(settings: Readonly<RrlSettings> | undefined, running: ResponseRateLimiter | undefined): ResponseRateLimiter | undefined {
   if (settings === undefined) return undefined;
   if (running !== undefined && sameRrlSettings(running.settings, settings)) return running;
   return new ResponseRateLimiter(settings);
@@ -101,6 +106,10 @@ export async function startServer(config: CompiledConfig, opts: StartOptions = {
   const tcp: TcpListener[] = [];
   try {
     for (const l of config.server.listen) {
+      if (opts.udp === false) {
+        tcp.push(await listenTcp(l.host, l.port, get, config.server.tcp, log, observer));
+        continue;
+      }
       const pair = await bindPair(l.host, l.port, get, config, log, observer, limiter);
       udp.push(pair.udp);
       tcp.push(pair.tcp);

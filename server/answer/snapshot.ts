@@ -102,6 +102,15 @@ export function snapshotCookieSecret(config: CompiledConfig): CookieSecret | und
   return processSecret;
 }
 
+/**
+ * Makes `secret` this process's cookie secret: the serving workers of a
+ * cluster take the primary's, so a cookie one process issued is valid at
+ * every other (the kernel spreads a client's queries over all of them).
+ */
+export function adoptProcessCookieSecret(secret: CookieSecret): void {
+  processSecret = secret;
+}
+
 /** Cap on memoised answers per view: names × types asked is bounded by the zone, but types are 16 bits. */
 export const ANSWER_CACHE_LIMIT = 200_000;
 

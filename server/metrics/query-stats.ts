@@ -124,6 +124,26 @@ export interface DurationCounts {
 }
 
 /**
+ * Counts since the last QueryStats.take(), in a form that crosses a process
+ * boundary (cluster IPC): serving workers count locally and the primary,
+ * which owns /metrics, adds them up with absorb().
+ */
+export interface QueryStatsDelta {
+  readonly rows: readonly (readonly [string, Float64Array])[];
+  readonly buckets: Float64Array;
+  readonly durationSum: Float64Array;
+  readonly durationCount: Float64Array;
+  readonly truncated: Float64Array;
+  readonly malformed: Float64Array;
+  readonly dropped: Float64Array;
+}
+
+function addInto(into: Float64Array, from: Float64Array): void {
+  const n = Math.min(into.length, from.length);
+  for (let i = 0; i < n; i++) into[i]! += from[i]!;
+}
+
+/**
  * Hot-path counters. Counts are float64 (exact to 2^53, centuries of queries).
  * Rows are kept per view name, not per view index, so a reload that reorders
  * or renames views moves no count to the wrong view; a view removed by a
@@ -201,6 +221,40 @@ export class QueryStats implements QueryObserver {
       return row;
     });
     this.viewNames = [...names];
+  }
+
+  /** The counts since the previous take(), zeroing them; undefined when nothing was counted. */
+  take(): QueryStatsDelta | undefined {
+    let any = false;
+    for (const c of this.durationCount) if (c > 0) any = true;
+    for (const c of this.droppedCount) if (c > 0) any = true;
+    if (!any) return undefined;
+    const delta: QueryStatsDelta = {
+      rows: [...this.rows].map(([name, row]) => [name, row.slice()] as const),
+      buckets: this.buckets.slice(),
+      durationSum: this.durationSum.slice(),
+      durationCount: this.durationCount.slice(),
+      truncated: this.truncatedCount.slice(),
+      malformed: this.malformedCount.slice(),
+      dropped: this.droppedCount.slice(),
+    };
+    for (const row of this.rows.values()) row.fill(0);
+    for (const a of [this.buckets, this.durationSum, this.durationCount, this.truncatedCount, this.malformedCount, this.droppedCount]) a.fill(0);
+    return delta;
+  }
+
+  /** Adds another process's counts; rows of views this process does not know (removed by a reload) are dropped. */
+  absorb(delta: QueryStatsDelta): void {
+    for (const [name, row] of delta.rows) {
+      const mine = this.rows.get(name);
+      if (mine !== undefined) addInto(mine, row);
+    }
+    addInto(this.buckets, delta.buckets);
+    addInto(this.durationSum, delta.durationSum);
+    addInto(this.durationCount, delta.durationCount);
+    addInto(this.truncatedCount, delta.truncated);
+    addInto(this.malformedCount, delta.malformed);
+    addInto(this.droppedCount, delta.dropped);
   }
 
   // --- read side, at scrape time ---

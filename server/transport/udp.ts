@@ -26,6 +26,12 @@ export function listenUdp(
   observer?: QueryObserver,
   /** The rate limiter in force, read per datagram (a reload may turn it on, off or replace it); absent or undefined = no limit. */
   limiter?: () => ResponseRateLimiter | undefined,
+  /**
+   * Share the socket with the other processes of a node:cluster (the primary
+   * binds it once and every worker reads from it; the kernel hands each
+   * datagram to one of them). Otherwise the bind is exclusive to this process.
+   */
+  shared = false,
 ): Promise<UdpListener> {
   const socket = dgram.createSocket({ type: isIPv6(host) ? 'udp6' : 'udp4', ipv6Only: isIPv6(host) });
   let lastErrorLog = 0;
@@ -90,7 +96,7 @@ export function listenUdp(
   socket.on('error', (err) => log.error({ err, host, port }, 'udp socket error'));
   return new Promise((resolve, reject) => {
     socket.once('error', reject);
-    socket.bind({ address: host, port, exclusive: true }, () => {
+    socket.bind({ address: host, port, exclusive: !shared }, () => {
       socket.off('error', reject);
       // A deep receive queue absorbs bursts while the event loop is busy; the kernel caps it at rmem_max.
       try {
