@@ -147,6 +147,26 @@ function hashSummary(summary: string): string {
   return createHash('sha256').update(summary).digest('hex').slice(0, 16);
 }
 
+/**
+ * Whether a service's answer would come out the same: every member's health
+ * unchanged and settled (a change in progress caps the TTL by the time left,
+ * which moves with the clock), and no new failback approval.
+ */
+function sameInputs(service: CompiledService, before: HealthSnapshot, after: HealthSnapshot): boolean {
+  if (before.failbackApproved.get(service.name) !== after.failbackApproved.get(service.name)) return false;
+  for (const m of service.members) {
+    for (const family of ['v4', 'v6'] as const) {
+      const k = healthKey(m.id, family);
+      const a = before.members.get(k);
+      const b = after.members.get(k);
+      if (a === b && a?.nextChangeAt === undefined) continue;
+      if (a === undefined || b === undefined) return false;
+      if (a.status !== b.status || a.since !== b.since || a.held !== b.held || a.nextChangeAt !== undefined || b.nextChangeAt !== undefined) return false;
+    }
+  }
+  return true;
+}
+
 export class Engine extends EventEmitter<EngineEvents> {
   private config: CompiledConfig;
   private readonly log: Logger;
@@ -252,7 +272,7 @@ export class Engine extends EventEmitter<EngineEvents> {
 
   /** Sets an override on every node (through the store). Throws UnknownMember for an id no service has. */
   async setOverride(req: OverrideRequest): Promise<Override> {
-    if (!this.config.services.some((s) => s.members.some((m) => m.id === req.member))) {
+    if (!this.memberIds().has(req.member)) {
       throw new UnknownMember(`no member "${req.member}" (member ids look like "www.example.test./primary"; see GET /state)`);
     }
     const at = this.now();
@@ -316,6 +336,16 @@ export class Engine extends EventEmitter<EngineEvents> {
   auditLog(count: number): Promise<readonly AuditEntry[]> {
     return this.store.auditLog(count);
   }
+
+  /** Every member id of the current config (a script draining hundreds of members asks once per member). */
+  private memberIds(): ReadonlySet<string> {
+    if (this.memberIdsOf?.config !== this.config) {
+      this.memberIdsOf = { config: this.config, ids: new Set(this.config.services.flatMap((s) => s.members.map((m) => m.id))) };
+    }
+    return this.memberIdsOf.ids;
+  }
+
+  private memberIdsOf: { config: CompiledConfig; ids: ReadonlySet<string> } | undefined;
 
   /** What the current snapshot was built from (see the 'snapshot' event). */
   servingState(): { config: CompiledConfig; answers: ReadonlyMap<string, ServiceAnswer> } {
@@ -453,7 +483,11 @@ export class Engine extends EventEmitter<EngineEvents> {
     });
     if (cause !== 'start') this.auditConsensus(previous, this.consensus.health);
     const o = applyOverrides(this.consensus.health, this.store.overrides(), now);
+    const previousHealth = this.overridden;
     this.overridden = o.health;
+    // A health or replication event usually concerns a few members: services whose
+    // inputs are unchanged keep their answer (start, reload and timers recompute all).
+    const incremental = cause === 'health' || cause === 'replication';
     this.activeOverrides = o.active;
 
     let next = o.nextExpiry;
@@ -461,6 +495,12 @@ export class Engine extends EventEmitter<EngineEvents> {
     for (const service of this.config.services) {
       const key = serviceKey(service);
       const before = this.answers.get(key);
+      if (incremental && before !== undefined && (before.recomputeAt === undefined || before.recomputeAt > now) && sameInputs(service, previousHealth, o.health)) {
+        // Still served: caches that fetched it since may hold it until now + ttl (the oldTtl of its next change).
+        this.cachedUntil.set(key, Math.max(this.cachedUntil.get(key) ?? 0, now + before.ttl * 1000));
+        if (before.recomputeAt !== undefined && (next === undefined || before.recomputeAt < next)) next = before.recomputeAt;
+        continue;
+      }
       const answer = computeServiceAnswer(service, o.health, this.runtimes.get(key) ?? {}, now);
       this.runtimes.set(key, answer.runtime);
       this.answers.set(key, answer);
