@@ -15,6 +15,7 @@ import { serviceLabel, type Snapshot } from './answer/snapshot.js';
 import { formatName } from './wire/name.js';
 import type { VigilServer } from './server.js';
 import { ServingWorkers } from './cluster/primary.js';
+import { dropPrivileges } from './privileges.js';
 import type { CompiledConfig } from '../zones/zone.js';
 
 export interface Daemon {
@@ -232,6 +233,8 @@ export async function startDaemon(file: string, log: Logger, opts: DaemonOptions
       opsServer = await startOps(ops.metrics, { metrics, ready }, log);
       log.info({ metrics: opsServer.address }, 'metrics listening');
     }
+    // Every socket is bound (the workers' UDP too: the primary binds those for them).
+    dropPrivileges(config.server, log);
   } catch (err) {
     await admin?.close();
     await workers?.close();

@@ -121,7 +121,7 @@ t.test('schema errors name file, line, column and path', async (t) => {
       ':13:5: zones[2]: missing required key "origin"',
       ':16:58: zones[3].records[0].comment: unknown key "comment" (expected one of: name, type, ttl, data)',
       `:17:9: zones[3].records[1]: must be a record line starting with its owner name ("@" for the apex); directives such as $TTL are not allowed here`,
-      ':18:1: probes: unknown key "probes" (expected one of: listen, edns, tcp, chaos, rate_limit, cookies, admin, views, zones, services, metrics, node, replication, log)',
+      ':18:1: probes: unknown key "probes" (expected one of: listen, server, edns, tcp, chaos, rate_limit, cookies, admin, views, zones, services, metrics, node, replication, log)',
     ],
   );
   const first = e.errors[0]!;

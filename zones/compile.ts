@@ -3,10 +3,10 @@
 // zone wants the whole list at once, each entry pointing at a file and line.
 
 import { createHash } from 'node:crypto';
-import type { CompiledConfig, CookieSettings, ListenAddress, RRset, ServerSettings, Zone, ZoneNode } from './zone.js';
-import type { Cidr } from './service.js';
+import type { CompiledConfig, CookieSettings, ListenAddress, RRset, ServerSettings, Zone, ZoneNode, ZoneTransfer } from './zone.js';
+import type { Cidr, CompiledService } from './service.js';
 import type { SourceLocation, ZoneRecord } from './record.js';
-import { ConfigError, absolute, formatPath, splitHostPort, type ConfigPath, type Position, type RawConfig } from './config.js';
+import { ConfigError, absolute, compileServerAccount, formatPath, splitHostPort, type ConfigPath, type Position, type RawConfig } from './config.js';
 import { CLASS, TYPE, typeName } from '../server/wire/constants.js';
 import { formatName, isSubdomain, lowerKey, parentKey, parseName, readUncompressedName } from '../server/wire/name.js';
 import { analyzeServices, parseCidr, placeServices, type PlacedZone } from './services.js';
@@ -296,6 +296,8 @@ export function compileServerSettings(raw: RawConfig, inputs: OperationsInputs =
     if (rateLimit !== undefined) out = { ...out, rateLimit };
   }
   if (raw.cookies !== undefined || inputs.env?.['VIGIL_COOKIE_SECRET']) out = { ...out, cookies: compileCookies(raw.cookies ?? {}, inputs, fail) };
+  const account = compileServerAccount(raw);
+  if (account.user !== undefined || account.group !== undefined) out = { ...out, ...account };
   return out;
 }
 
@@ -377,6 +379,54 @@ function compileCookies(c: NonNullable<RawConfig['cookies']>, inputs: Operations
   return { enabled: true, secret: previous !== undefined ? { current, previous } : { current } };
 }
 
+/** `transfer.allow` as prefixes; undefined (each bad one reported) when any does not parse. */
+function compileTransfer(allow: readonly string[], path: ConfigPath, fail: Fail): ZoneTransfer | undefined {
+  const out: Cidr[] = [];
+  let ok = true;
+  allow.forEach((text, i) => {
+    try {
+      out.push(parseCidr(text.trim()));
+    } catch (e) {
+      fail([...path, i], (e as Error).message);
+      ok = false;
+    }
+  });
+  return ok ? { allow: out } : undefined;
+}
+
+/**
+ * A transfer hands out the zone file's data as the truth about the zone; a
+ * secondary would then serve a service's static stand-in (or nothing) while
+ * we serve health-driven answers. So a zone holding any service in any view
+ * where that zone is the one served may not have `transfer` at all.
+ */
+function refuseTransfersOfServices(
+  transferable: ReadonlyMap<Zone, number>,
+  services: readonly CompiledService[],
+  viewNames: readonly string[],
+  zonesIn: (view: string | undefined) => ReadonlyMap<string, PlacedZone>,
+  fail: Fail,
+): void {
+  if (transferable.size === 0) return;
+  const found = new Map<Zone, string[]>();
+  for (const s of services) {
+    const inViews: readonly (string | undefined)[] = s.views.length ? s.views : viewNames.length ? viewNames : [undefined];
+    for (const view of inViews) {
+      const zone = zonesIn(view).get(s.zone)?.zone;
+      if (zone === undefined || !transferable.has(zone)) continue;
+      const names = found.get(zone) ?? [];
+      if (!names.includes(formatName(s.name))) names.push(formatName(s.name));
+      found.set(zone, names);
+    }
+  }
+  for (const [zone, names] of found) {
+    fail(
+      ['zones', transferable.get(zone)!, 'transfer'],
+      `zone ${formatName(zone.origin)} has health-driven services (${names.join(', ')}); its answers depend on health and cannot be transferred as static data`,
+    );
+  }
+}
+
 /** A zone's records as loaded by zones/load.ts (or a test). */
 export interface LoadedZone {
   records: readonly ZoneRecord[];
@@ -417,6 +467,8 @@ export function compileConfig(raw: RawConfig, configFile: string, inputs: Config
   const viewZones = new Map<string, Map<string, PlacedZone>>(viewNames.map((v) => [v, new Map()]));
   // Per origin, the zones declared so far and their views (undefined: shared by every view).
   const claims = new Map<string, { index: number; views: readonly string[] | undefined }[]>();
+  // Zones with `transfer`, and their index in raw.zones: checked against the services once those are placed.
+  const transferable = new Map<Zone, number>();
   const hash = createHash('sha256').update(inputs.configBytes);
   raw.zones.forEach((rz, i) => {
     const origin = lowerKey(parseName(absolute(rz.origin)));
@@ -437,6 +489,7 @@ export function compileConfig(raw: RawConfig, configFile: string, inputs: Config
       return;
     }
     claims.set(origin, [...(claims.get(origin) ?? []), { index: i, views }]);
+    const transfer = rz.transfer === undefined ? undefined : compileTransfer(rz.transfer.allow, ['zones', i, 'transfer', 'allow'], report);
     const loaded = inputs.zones[i];
     if (!loaded) return;
     // Length-prefixed so that moving bytes between files changes the hash; paths are
@@ -446,7 +499,9 @@ export function compileConfig(raw: RawConfig, configFile: string, inputs: Config
     errors.push(...r.errors);
     warnings.push(...r.warnings);
     if (!r.value) return;
-    const placed: PlacedZone = { zone: r.value, records: loaded.records };
+    const zone: Zone = transfer === undefined ? r.value : { ...r.value, transfer };
+    if (transfer !== undefined) transferable.set(zone, i);
+    const placed: PlacedZone = { zone, records: loaded.records };
     if (views === undefined) zones.set(origin, placed);
     else for (const v of views) viewZones.get(v)?.set(origin, placed);
   });
@@ -463,6 +518,7 @@ export function compileConfig(raw: RawConfig, configFile: string, inputs: Config
     return m;
   };
   const services = placeServices(analysis.services, viewNames, zonesIn, report);
+  refuseTransfersOfServices(transferable, services, viewNames, zonesIn, report);
   if (errors.length) return { value: undefined, errors, warnings };
 
   const onlyZones = (m: ReadonlyMap<string, PlacedZone>): Map<string, Zone> => new Map([...m].map(([k, p]) => [k, p.zone]));

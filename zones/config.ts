@@ -26,6 +26,8 @@ export interface RawZone {
   records?: RawRecord[];
   /** Served only in these views. */
   views?: string[];
+  /** Zone transfers (AXFR) to these client prefixes; absent = refused. */
+  transfer?: { allow: string[] };
 }
 
 export interface RawView {
@@ -95,6 +97,11 @@ export interface RawService {
 
 export interface RawConfig {
   listen?: string[];
+  server?: {
+    /** Account (name or uid) to switch to after binding, when started as root. */
+    user?: string | number;
+    group?: string | number;
+  };
   edns?: { udp_payload?: number };
   tcp?: {
     idle_timeout?: number | string;
@@ -377,4 +384,18 @@ export function splitHostPort(entry: string): { host: string; port: number } | u
 /** Zone origins in the config are always absolute; the trailing dot is optional there. */
 export function absolute(name: string): string {
   return name.endsWith('.') && !name.endsWith('\\.') ? name : `${name}.`;
+}
+
+/**
+ * `server.user` / `server.group` for ServerSettings: ids as decimal text, so
+ * that dropPrivileges (server/privileges.ts) resolves both forms alike. The
+ * account is looked up only when privileges are dropped: a config is often
+ * checked on another host than the one it runs on.
+ */
+export function compileServerAccount(raw: RawConfig): { user?: string; group?: string } {
+  const s = raw.server;
+  const out: { user?: string; group?: string } = {};
+  if (s?.user !== undefined) out.user = String(s.user);
+  if (s?.group !== undefined) out.group = String(s.group);
+  return out;
 }

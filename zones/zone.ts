@@ -1,4 +1,4 @@
-import type { CompiledService, CompiledView } from './service.js';
+import type { Cidr, CompiledService, CompiledView } from './service.js';
 import type { OperationsSettings } from './operations.js';
 import type { RrlSettings } from '../server/limits/rrl.js';
 import type { CookieSecret } from '../server/wire/cookie.js';
@@ -40,6 +40,13 @@ export interface Zone {
   readonly negativeTtl: number;
   /** Where the zone came from, for logs: a file path or "<config>". */
   readonly source: string;
+  /** Who may transfer it (AXFR, server/xfr); absent = nobody. Never set on a zone with health-driven services. */
+  readonly transfer?: ZoneTransfer;
+}
+
+export interface ZoneTransfer {
+  /** Client prefixes allowed to transfer the zone (`transfer.allow`); never empty. */
+  readonly allow: readonly Cidr[];
 }
 
 export interface ListenAddress {
@@ -67,6 +74,14 @@ export interface ServerSettings {
   readonly rateLimit?: Readonly<RrlSettings>;
   /** DNS Cookies (RFC 7873/9018); absent = on, with the process's random secret (see buildSnapshot). */
   readonly cookies?: CookieSettings;
+  /**
+   * `server.user`: the account (name, or uid as decimal text) a root-started
+   * process switches to once every listener is bound (server/privileges.ts);
+   * absent = keep the starting user. Applied at start only.
+   */
+  readonly user?: string;
+  /** `server.group` (name or gid as text); absent = the user's primary group. */
+  readonly group?: string;
 }
 
 export interface CookieSettings {

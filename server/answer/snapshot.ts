@@ -12,6 +12,7 @@ import { withServices } from './service-records.js';
 import { compileViewMatcher, type ViewMatcher } from './views.js';
 import { generateCookieSecret, type CookieSecret } from '../wire/cookie.js';
 import type { RrlClass, RrlSettings } from '../limits/rrl.js';
+import { transferSources, type TransferSource } from '../xfr/acl.js';
 
 /** What one view answers from. */
 export interface ViewSnapshot {
@@ -27,6 +28,8 @@ export interface ViewSnapshot {
   readonly templates: Map<string, AnswerTemplate>;
   /** Health-driven names of this view, by name key: what query observers (drain tracking, metrics) need to know about them. */
   readonly services: ReadonlyMap<string, ServiceRef>;
+  /** Zones this view may transfer (AXFR, server/xfr), by origin key: their static data and who may ask. */
+  readonly transfers: ReadonlyMap<string, TransferSource>;
 }
 
 export interface ServiceRef {
@@ -161,6 +164,8 @@ export function buildSnapshot(config: CompiledConfig, answers: ReadonlyMap<strin
   const views = viewNames.map((name): ViewSnapshot => {
     const zones = new Map(config.zones);
     for (const [origin, zone] of config.viewZones.get(name) ?? []) zones.set(origin, zone);
+    // Taken before the service overlays below: a transfer hands out static data only.
+    const transfers = transferSources(zones);
     const byZone = new Map<string, { service: CompiledService; answer: ServiceAnswer }[]>();
     const services = new Map<string, ServiceRef>();
     for (const service of config.services) {
@@ -178,7 +183,7 @@ export function buildSnapshot(config: CompiledConfig, answers: ReadonlyMap<strin
     }
     const negativeSoa = new Map<string, RRset>();
     for (const [origin, zone] of zones) negativeSoa.set(origin, { ...zone.soa, ttl: zone.negativeTtl });
-    return { name, zones, negativeSoa, chaos, answerCache: new Map(), templates: new Map(), services };
+    return { name, zones, negativeSoa, chaos, answerCache: new Map(), templates: new Map(), services, transfers };
   });
   return {
     views,

@@ -15,6 +15,7 @@ import { QueryStats, composeObservers, type QueryObserver } from '../metrics/que
 import type { ResponseRateLimiter } from '../limits/rrl.js';
 import type { CompiledConfig } from '../../zones/zone.js';
 import type { FromWorker, ServiceQueries, ToWorker } from './messages.js';
+import { dropPrivileges } from '../privileges.js';
 
 /** How often counts and observations go to the primary: /metrics and the drain report lag by at most this. */
 const REPORT_MS = 250;
@@ -108,6 +109,8 @@ export function runWorker(log: Logger): Promise<number> {
       throw err;
     }
     listeners = bound;
+    // Forked by a primary that still ran as root; its sockets are bound now, so it drops too.
+    if (config !== undefined) dropPrivileges(config.server, log);
   };
 
   // A terminal's Ctrl-C and a reload's SIGHUP reach the whole process group: the primary decides for us.
