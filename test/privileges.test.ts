@@ -2,14 +2,14 @@
 // real switch. As root (CI), a child process binds a privileged UDP port on a
 // random 127.x.y.z address, drops to `nobody`, and must then be unable to bind
 // another privileged port, regain root or read a root-only file, while still
-// answering on the socket it bound as root; a child started as `nobody` must
-// refuse to switch to another account. Not root, the refusal is checked in
-// this process instead.
+// answering on the socket it bound as root; a child that has made itself
+// `nobody` must refuse to switch to another account. Not root, the refusal is
+// checked in this process instead.
 
 import t, { type Test } from 'tap';
 import { spawn, type ChildProcess } from 'node:child_process';
 import dgram from 'node:dgram';
-import { chmodSync, existsSync, writeFileSync } from 'node:fs';
+import { chmodSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { createInterface } from 'node:readline';
@@ -117,8 +117,8 @@ interface RunningChild {
 }
 
 /** The fixture under tsx, with its stdout read as JSON lines. */
-function startFixture(t: Test, args: string[], ids?: { uid: number; gid: number }): RunningChild {
-  const proc = spawn(process.execPath, ['--import', 'tsx', FIXTURE, ...args], { cwd: root, stdio: ['ignore', 'pipe', 'pipe'], ...(ids ?? {}) });
+function startFixture(t: Test, args: string[]): RunningChild {
+  const proc = spawn(process.execPath, ['--import', 'tsx', FIXTURE, ...args], { cwd: root, stdio: ['ignore', 'pipe', 'pipe'] });
   let err = '';
   proc.stderr!.on('data', (d: Buffer) => (err += d.toString()));
   const lines: Line[] = [];
@@ -228,26 +228,25 @@ if (isRoot) {
     t.match(child.stderr(), /"msg":"dropped privileges"/, 'the switch is logged');
   });
 
-  t.test('started as nobody: only nobody itself is accepted', async (t) => {
+  t.test('running as nobody: only nobody itself is accepted', async (t) => {
     const nobody = resolveAccount({ user: 'nobody' });
     const other = resolveAccount({ user: 'daemon' }) ?? resolveAccount({ user: 'bin' });
     t.ok(nobody !== undefined && other !== undefined, 'nobody and another system account exist');
     if (nobody === undefined || other === undefined) return;
-    // The child must be able to read the checkout as nobody.
-    t.ok(existsSync(FIXTURE));
-    const refused = startFixture(t, ['drop', other.user], { uid: nobody.uid, gid: nobody.gid });
+    const as = `${nobody.uid}:${nobody.gid}`;
+    const refused = startFixture(t, ['drop-as', as, other.user]);
     const err = await refused.next('error');
     t.equal(err['name'], 'PrivilegeError');
     t.equal(err['user'], other.user, 'the error carries the configured user');
     t.match(err['message'], new RegExp(`cannot switch to ${other.user} \\(uid ${other.uid}.*runs as uid ${nobody.uid}, not as root`));
     t.equal(await refused.exited, 3);
 
-    const same = startFixture(t, ['drop', 'nobody'], { uid: nobody.uid, gid: nobody.gid });
+    const same = startFixture(t, ['drop-as', as, 'nobody']);
     t.same((await same.next('dropped'))['account'], nobody, 'already that user: accepted, nothing to do');
     t.equal(await same.exited, 0);
     t.match(same.stderr(), /already running as nobody/, 'and says so');
 
-    const group = startFixture(t, ['drop', 'nobody', 'root'], { uid: nobody.uid, gid: nobody.gid });
+    const group = startFixture(t, ['drop-as', as, 'nobody', 'root']);
     t.match((await group.next('error'))['message'], /runs as gid \d+, not as root/, 'the right user in another group is refused');
     t.equal(await group.exited, 3);
   });

@@ -20,7 +20,7 @@ const RATE = 2000;
  * Derived in bench/soak/README.md ("The CI bound"): measured growth over
  * such runs and the 10-minute steady state, with margin.
  */
-const CI_RSS_GROWTH_BOUND = 48 * MiB;
+const CI_RSS_GROWTH_BOUND = 24 * MiB;
 
 t.test('soak: steady load while probes flap and configs reload', async (t) => {
   const r = await runSoak({ durationMs: DURATION_MS, rate: RATE, tcpRate: 50, warmupShare: 0.3 });

@@ -251,7 +251,8 @@ export async function runSoak(o: SoakOptions): Promise<SoakResult> {
     };
     const reloader = (async (): Promise<void> => {
       for (let k = 1; k <= reloadCount && !stopReloads; k++) {
-        await sleep(reloadEveryMs);
+        // On a fixed beat from the start, so that waiting for each confirmation does not stretch the schedule.
+        await sleep(Math.max(0, t0 + k * reloadEveryMs - Date.now()));
         if (stopReloads || child.exited !== undefined) return;
         const broken = k === brokenAt;
         const which = broken ? 'failure' : 'success';

@@ -16,7 +16,7 @@ Options:
   --minutes N        how long (default 10; fractions allowed)
   --rate N           UDP queries per second (default 5000)
   --tcp-rate N       TCP queries per second (default 100)
-  --bound-mib N      allowed RSS growth after the warm-up, MiB (default 64, see README.md)
+  --bound-mib N      allowed RSS growth after the warm-up, MiB (default 32, see README.md)
   --json             also print the whole result as one JSON line
   --keep             keep the temp dir (config, vigil.log)
   -h, --help         this help
@@ -25,7 +25,7 @@ Exit status: 0 when no query failed, every reload behaved and memory grew no
 more than the bound; 1 otherwise; 2 on bad options.
 `;
 
-export const DEFAULT_BOUND_MIB = 64;
+const DEFAULT_BOUND_MIB = 32;
 
 function verdict(r: SoakResult, boundBytes: number): string[] {
   const bad: string[] = [];
