@@ -65,8 +65,16 @@ export function queryLogger(sample: number, log: Logger): QueryObserver | undefi
   };
 }
 
-/** Feeds queries for health-driven names to the drain tracker and counts answers served failed open. */
-function serviceObserver(drain: DrainTracker, metrics: VigilMetrics): QueryObserver {
+/** Where the answering path's per-service facts go: straight to the tracker and metrics, or batched for the primary (server/cluster). */
+export interface ServiceQuerySink {
+  /** `client` asked for the health-driven name of service `label` at `at` (ms epoch). */
+  asked(label: string, client: string, at: number): void;
+  /** An answer for service `label` was served failed open. */
+  failedOpen(label: string): void;
+}
+
+/** Reports queries for health-driven names (for the drain tracker) and answers served failed open. */
+export function serviceObserver(sink: ServiceQuerySink): QueryObserver {
   let snap: Snapshot | undefined;
   return {
     snapshotChanged(s) {
@@ -76,17 +84,17 @@ function serviceObserver(drain: DrainTracker, metrics: VigilMetrics): QueryObser
       if (info.outcome !== 'answer' || info.view < 0 || snap === undefined) return;
       const ref = snap.views[info.view]?.services.get(info.qname);
       if (ref === undefined) return;
-      drain.observe(ref.label, client, Date.now());
-      if (ref.failedOpen) metrics.failedOpenAnswer(ref.label);
+      sink.asked(ref.label, client, Date.now());
+      if (ref.failedOpen) sink.failedOpen(ref.label);
     },
   };
 }
 
-/** Counts what UDP rate limiting withheld, as the transport reports it per query (QueryInfo.rrlAction). */
-function rrlObserver(metrics: VigilMetrics): QueryObserver {
+/** Reports what UDP rate limiting withheld, as the transport records it per query (QueryInfo.rrlAction). */
+export function rrlObserver(withheld: (action: 'dropped' | 'slipped') => void): QueryObserver {
   return {
     query(info) {
-      if (info.rrlAction !== 'send') metrics.rrlResponse(info.rrlAction === 'drop' ? 'dropped' : 'slipped');
+      if (info.rrlAction !== 'send') withheld(info.rrlAction === 'drop' ? 'dropped' : 'slipped');
     },
   };
 }
@@ -113,7 +121,11 @@ export async function startDaemon(file: string, log: Logger, opts: DaemonOptions
       if (share === 0.9) metrics.drainTime90(service, afterMs / 1000);
     },
   });
-  const observers = [metrics.queryObserver(), serviceObserver(drain, metrics), rrlObserver(metrics)];
+  const observers = [
+    metrics.queryObserver(),
+    serviceObserver({ asked: (label, client, at) => drain.observe(label, client, at), failedOpen: (label) => metrics.failedOpenAnswer(label) }),
+    rrlObserver((action) => metrics.rrlResponse(action)),
+  ];
   const qlog = queryLogger(ops.log.querySample, log);
   if (qlog !== undefined) observers.push(qlog);
 

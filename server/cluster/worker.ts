@@ -10,7 +10,7 @@ import { adoptProcessCookieSecret, buildSnapshot, type Snapshot } from '../answe
 import type { ServiceAnswer } from '../answer/policy/types.js';
 import { listenUdp, type UdpListener } from '../transport/udp.js';
 import { limiterFor } from '../server.js';
-import { queryLogger } from '../daemon.js';
+import { queryLogger, rrlObserver, serviceObserver } from '../daemon.js';
 import { QueryStats, composeObservers, type QueryObserver } from '../metrics/query-stats.js';
 import type { ResponseRateLimiter } from '../limits/rrl.js';
 import type { CompiledConfig } from '../../zones/zone.js';
@@ -55,27 +55,23 @@ export function runWorker(log: Logger): Promise<number> {
   const failedOpen = new Map<string, number>();
   let rrlDropped = 0;
   let rrlSlipped = 0;
-  let snap: Snapshot | undefined;
   const observers: QueryObserver[] = [
     stats,
-    {
-      snapshotChanged(s) {
-        snap = s;
-      },
-      query(info, _transport, client) {
-        if (info.rrlAction === 'drop') rrlDropped++;
-        else if (info.rrlAction === 'slip') rrlSlipped++;
-        if (info.outcome !== 'answer' || info.view < 0 || snap === undefined) return;
-        const ref = snap.views[info.view]?.services.get(info.qname);
-        if (ref === undefined) return;
-        const now = Date.now();
-        const key = `${ref.label}\u0000${client}`;
+    serviceObserver({
+      asked(label, client, at) {
+        const key = `${label}\u0000${client}`;
         const seen = asked.get(key);
-        if (seen === undefined) asked.set(key, { label: ref.label, client, first: now, last: now });
-        else seen.last = now;
-        if (ref.failedOpen) failedOpen.set(ref.label, (failedOpen.get(ref.label) ?? 0) + 1);
+        if (seen === undefined) asked.set(key, { label, client, first: at, last: at });
+        else seen.last = at;
       },
-    },
+      failedOpen(label) {
+        failedOpen.set(label, (failedOpen.get(label) ?? 0) + 1);
+      },
+    }),
+    rrlObserver((action) => {
+      if (action === 'dropped') rrlDropped++;
+      else rrlSlipped++;
+    }),
   ];
   let observer = composeObservers(...observers);
 

@@ -13,6 +13,7 @@
 import { randomBytes } from 'node:crypto';
 import type { Cidr } from '../../zones/service.js';
 import { addressBytes } from '../wire/cookie.js';
+import { skipName } from '../wire/name.js';
 
 export interface RrlSettings {
   /** Identical non-error responses (and NODATA) per second per client prefix; 0 = no limit. */
@@ -256,18 +257,6 @@ export function classifyAnswer(ans: AnswerLike, qname: string, qtype: number): R
 // ---------------------------------------------------------------------------
 // The slipped response.
 
-/** Offset after a possibly compressed name at `at`, or -1. Pointers end a name and are not followed. */
-function skipName(b: Uint8Array, at: number): number {
-  let i = at;
-  for (;;) {
-    if (i >= b.length) return -1;
-    const len = b[i]!;
-    if (len === 0) return i + 1;
-    if ((len & 0xc0) === 0xc0) return i + 2 <= b.length ? i + 2 : -1;
-    if (len > 63) return -1;
-    i += 1 + len;
-  }
-}
 
 /**
  * The slip response made from a full response: the header and question, TC=1,

@@ -159,3 +159,20 @@ export function readUncompressedName(buf: Uint8Array, offset: number): { key: st
   if (key.length > MAX_NAME_LENGTH) throw new DnsError('name longer than 255 octets');
   return { key, end: i + 1 };
 }
+
+/**
+ * Offset just after a possibly compressed name at `offset` in msg[0, end),
+ * or -1 when it runs past `end` or uses a reserved label type. Pointers end a
+ * name and are not followed, so no loop is possible.
+ */
+export function skipName(msg: Uint8Array, offset: number, end: number = msg.length): number {
+  let i = offset;
+  for (;;) {
+    if (i >= end) return -1;
+    const len = msg[i]!;
+    if (len === 0) return i + 1;
+    if ((len & 0xc0) === 0xc0) return i + 2 <= end ? i + 2 : -1;
+    if (len > 63) return -1;
+    i += 1 + len;
+  }
+}

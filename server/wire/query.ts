@@ -5,6 +5,7 @@
 
 import { OPCODE, TYPE } from './constants.js';
 import { COOKIE_OPTION } from './cookie.js';
+import { skipName } from './name.js';
 
 export interface Edns {
   /** Requestor's UDP payload size, raised to 512 when smaller (RFC 6891 6.2.3). */
@@ -111,18 +112,6 @@ function foldedKey(msg: Uint8Array, end: number): string {
   return folded.toString('latin1', 0, n);
 }
 
-/** Skips a possibly compressed name; returns the offset after it or -1. Pointers are not followed, so no loop is possible. */
-function skipName(msg: Uint8Array, offset: number, end: number): number {
-  let i = offset;
-  for (;;) {
-    if (i >= end) return -1;
-    const len = msg[i]!;
-    if (len === 0) return i + 1;
-    if ((len & 0xc0) === 0xc0) return i + 2 <= end ? i + 2 : -1;
-    if (len > 63) return -1;
-    i += 1 + len;
-  }
-}
 
 export function parseQuery(msg: Uint8Array, length: number = msg.length): ParsedQuery {
   if (length < 12) return { kind: 'drop', reason: 'shorter than a header' };

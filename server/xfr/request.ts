@@ -9,6 +9,7 @@
 
 import { CLASS, RCODE, TYPE } from '../wire/constants.js';
 import { parseQuery } from '../wire/query.js';
+import { skipName } from '../wire/name.js';
 import type { Snapshot } from '../answer/snapshot.js';
 import type { Zone } from '../../zones/zone.js';
 import { axfrMessages, encodeSoaOnly, encodeXfrError, newXfrStats, soaSerial, type XfrHeader, type XfrStats } from './axfr.js';
@@ -84,17 +85,6 @@ export function ixfrClientSerial(msg: Uint8Array, length: number, questionEnd: n
   return undefined;
 }
 
-function skipName(msg: Uint8Array, offset: number, end: number): number {
-  let i = offset;
-  for (;;) {
-    if (i >= end) return -1;
-    const len = msg[i]!;
-    if (len === 0) return i + 1;
-    if ((len & 0xc0) === 0xc0) return i + 2 <= end ? i + 2 : -1;
-    if (len > 63) return -1;
-    i += 1 + len;
-  }
-}
 
 /** RFC 1982 serial arithmetic: is `theirs` equal to or newer than `ours`? (Undefined comparisons count as older.) */
 export function serialNotOlder(theirs: number, ours: number): boolean {
