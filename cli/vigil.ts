@@ -98,12 +98,12 @@ function workerCount(value: string | undefined): number {
   return n;
 }
 
-async function serve(file: string, log: Logger, workers: number): Promise<number> {
+async function serve(file: string, log: Logger, workers: number, levelFixed: boolean): Promise<number> {
   // A serving worker of the cluster the primary below forks: it gets everything over IPC.
   if (cluster.isWorker) return runWorker(log);
   let daemon;
   try {
-    daemon = await startDaemon(file, log, { workers });
+    daemon = await startDaemon(file, log, { workers, levelFixed });
   } catch (err) {
     if (err instanceof ConfigRefused) process.stderr.write(err.message + '\n');
     else log.error({ err }, 'could not start');
@@ -155,7 +155,7 @@ async function main(argv: string[]): Promise<number> {
   if (command !== 'serve' && command !== 'check') throw new UsageError(`unknown command "${command}"`);
   if (values.config === undefined) throw new UsageError(`${command} needs --config FILE`);
   if (command === 'check') return check(values.config);
-  return serve(values.config, makeLogger(values['log-level']), workerCount(values.workers));
+  return serve(values.config, makeLogger(values['log-level']), workerCount(values.workers), values['log-level'] !== undefined);
 }
 
 const ADMIN_COMMANDS = new Set(['state', 'drain', 'force', 'undrain', 'audit', 'drain-report']);

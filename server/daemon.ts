@@ -178,7 +178,8 @@ export async function startDaemon(file: string, log: Logger, opts: DaemonOptions
     // Two reloads at once would race to swap; the second waits for the first's result.
     inFlight ??= (async () => {
       try {
-        const { config: next, warnings } = await loadConfig(file);
+        // Zones whose file, origin and bytes are unchanged are taken from the serving config, not parsed again.
+        const { config: next, warnings } = await loadConfig(file, { previous: config });
         for (const w of warnings) log.warn({ config: file }, w);
         const adjusted = adjust(next);
         if (JSON.stringify(adjusted.server.listen) !== JSON.stringify(config.server.listen)) {

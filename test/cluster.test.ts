@@ -28,11 +28,15 @@ static ${ttl} A 192.0.2.1
 `;
 
 function config(port: number): string {
+  // --log-level info on the command line must win over this (the test reads info lines).
   return `listen: ["127.0.0.1:0"]
+log: { level: error }
 metrics: { listen: "127.0.0.1:0" }
 zones:
   - origin: failover.test.
     file: failover.test.zone
+  - origin: keep.test.
+    file: keep.test.zone
 rate_limit:
   responses_per_second: 2
   slip: 0
@@ -141,6 +145,7 @@ t.test('two serving workers answer as one server', async (t) => {
     await secondary.stop();
   });
   writeFileSync(join(dir, 'failover.test.zone'), zone(300));
+  writeFileSync(join(dir, 'keep.test.zone'), '$ORIGIN keep.test.\n@ 300 IN SOA ns1 hostmaster 1 7200 3600 1209600 300\n@ 300 NS ns1\nns1 300 A 127.0.0.1\nkept 300 A 192.0.2.77\n');
   const file = join(dir, 'vigil.yaml');
   writeFileSync(file, config(primary.port));
   const v = await start(t, file);
@@ -200,6 +205,9 @@ t.test('two serving workers answer as one server', async (t) => {
   const ttls = async (): Promise<number[]> => Promise.all(Array.from({ length: 10 }, async () => (await resolver.resolve4('static.failover.test', { ttl: true }))[0]!.ttl));
   await until('the reloaded zone on every worker', async () => (await ttls()).every((x) => x === 123));
   t.pass('the reloaded zone is served by every worker');
+  // keep.test. did not change: the workers were sent a reference to the nodes they already held.
+  const kept = await Promise.all(Array.from({ length: 10 }, () => resolver.resolve4('kept.keep.test').then((a) => a.join(','))));
+  t.same([...new Set(kept)], ['192.0.2.77'], 'the unchanged zone, passed by reference, still answers on every worker');
 
   const exited = new Promise<number | null>((r) => v.child.once('exit', (code) => r(code)));
   v.child.kill('SIGTERM');

@@ -12,6 +12,7 @@ import { formatName, isSubdomain, lowerKey, parentKey, parseName, readUncompress
 import { analyzeServices, parseCidr, placeServices, type PlacedZone } from './services.js';
 import { MAX_WINDOW_S, RRL_DEFAULTS, type RrlSettings } from '../server/limits/rrl.js';
 import { compileOperations, type OperationsInputs } from './operations.js';
+import { runNow, STEP, type Steps } from './steps.js';
 
 export const DEFAULTS = {
   listen: ['127.0.0.1:5353'],
@@ -60,13 +61,40 @@ interface RRsetBuilder {
   rdatas: Uint8Array[];
   /** Source of each kept rdata, parallel to rdatas. */
   wheres: SourceLocation[];
-  seen: Set<string>;
+  /** The rdatas as latin1 keys, made only once the RRset is large (see holds). */
+  seen: Set<string> | undefined;
+}
+
+// Most RRsets hold one to four records: comparing bytes against each is cheaper
+// than a Set, and a million-record zone then makes no key string, Set or Buffer
+// per record, which is garbage the collector would pause answers to clear.
+const SEEN_SET_AT = 16;
+
+/** Adds rdata to the set's duplicate check; false if it is already there (RFC 2181 5: an RRset holds each record once). */
+function holds(set: RRsetBuilder, rdata: Uint8Array): boolean {
+  if (set.seen !== undefined) {
+    const id = Buffer.from(rdata.buffer, rdata.byteOffset, rdata.byteLength).toString('latin1');
+    if (set.seen.has(id)) return true;
+    set.seen.add(id);
+    return false;
+  }
+  for (const r of set.rdatas) if (r.byteLength === rdata.byteLength && Buffer.compare(r, rdata) === 0) return true;
+  if (set.rdatas.length + 1 >= SEEN_SET_AT) {
+    set.seen = new Set([...set.rdatas, rdata].map((r) => Buffer.from(r.buffer, r.byteOffset, r.byteLength).toString('latin1')));
+  }
+  return false;
 }
 
 const at = (where: SourceLocation): { file: string; line: number } => ({ file: where.file, line: where.line });
 const rrName = (owner: string, type: number): string => `${formatName(owner)} ${typeName(type)}`;
 
 export function compileZone(input: ZoneInput): CompileResult<Zone> {
+  return runNow(compileZoneSteps(input));
+}
+
+/** compileZone as steps (zones/steps.ts): it yields every STEP records or names, so a large zone can compile between queries. */
+export function* compileZoneSteps(input: ZoneInput): Steps<CompileResult<Zone>> {
+  let n = 0;
   const errors: ConfigError[] = [];
   const warnings: ConfigError[] = [];
   const origin = lowerKey(input.origin);
@@ -79,6 +107,7 @@ export function compileZone(input: ZoneInput): CompileResult<Zone> {
   // owner -> type -> RRset under construction, in first-seen order.
   const owners = new Map<string, Map<number, RRsetBuilder>>();
   for (const rec of input.records) {
+    if (++n % STEP === 0) yield;
     const owner = lowerKey(rec.owner);
     if (rec.class !== CLASS.IN) {
       errors.push(new ConfigError(`${rrName(owner, rec.type)}: only class IN is supported`, at(rec.where)));
@@ -96,7 +125,7 @@ export function compileZone(input: ZoneInput): CompileResult<Zone> {
     if (!types) owners.set(owner, (types = new Map()));
     let set = types.get(rec.type);
     if (!set) {
-      types.set(rec.type, (set = { owner, type: rec.type, ttl: rec.ttl, rdatas: [], wheres: [], seen: new Set() }));
+      types.set(rec.type, (set = { owner, type: rec.type, ttl: rec.ttl, rdatas: [], wheres: [], seen: undefined }));
     } else if (rec.ttl !== set.ttl) {
       // RFC 2181 5.2 deprecates differing TTLs in one RRset. Knot DNS 3.2.6 (measured
       // here with `knotc zone-check` and by querying knotd) loads such a zone with a
@@ -111,15 +140,13 @@ export function compileZone(input: ZoneInput): CompileResult<Zone> {
       );
       set.ttl = rec.ttl;
     }
-    // RFC 2181 5: an RRset holds each record once.
-    const id = Buffer.from(rec.rdata).toString('latin1');
-    if (set.seen.has(id)) continue;
-    set.seen.add(id);
+    if (holds(set, rec.rdata)) continue;
     set.rdatas.push(rec.rdata);
     set.wheres.push(rec.where);
   }
 
   // SOA: exactly one, at the apex.
+    if (++n % STEP === 0) yield;
   for (const [owner, types] of owners) {
     const soa = types.get(TYPE.SOA);
     if (soa && owner !== origin) {
@@ -140,6 +167,7 @@ export function compileZone(input: ZoneInput): CompileResult<Zone> {
 
   // CNAME: alone at its name (RFC 1034 3.6.2), single (RFC 2181 10.1), never at the apex.
   for (const [owner, types] of owners) {
+    if (++n % STEP === 0) yield;
     const cname = types.get(TYPE.CNAME);
     if (!cname) continue;
     const first = cname.wheres[0]!;
@@ -162,6 +190,7 @@ export function compileZone(input: ZoneInput): CompileResult<Zone> {
   const cuts = new Set<string>();
   const nsTargets = new Set<string>();
   for (const [owner, types] of owners) {
+    if (++n % STEP === 0) yield;
     const ns = types.get(TYPE.NS);
     if (!ns) continue;
     if (owner !== origin) cuts.add(owner);
@@ -197,6 +226,7 @@ export function compileZone(input: ZoneInput): CompileResult<Zone> {
 
   // At and below a cut only the delegation (NS, DS) and glue are served; the rest is occluded.
   for (const [owner, types] of owners) {
+    if (++n % STEP === 0) yield;
     const cut = topCut(owner, origin, cuts);
     if (cut === undefined) continue;
     for (const set of types.values()) {
@@ -215,13 +245,17 @@ export function compileZone(input: ZoneInput): CompileResult<Zone> {
 
   const nodes = new Map<string, ZoneNode>();
   for (const [owner, types] of owners) {
-    const rrsets = new Map<number, RRset>();
+    if (++n % STEP === 0) yield;
+    // The builders' Map becomes the node's: one Map fewer per name to allocate
+    // (and to collect) in a zone of a million names.
+    const rrsets = types as Map<number, RRsetBuilder | RRset>;
     for (const [type, b] of types) rrsets.set(type, { owner, type, ttl: b.ttl, rdatas: b.rdatas });
-    nodes.set(owner, { owner, rrsets, isCut: cuts.has(owner) });
+    nodes.set(owner, { owner, rrsets: rrsets as Map<number, RRset>, isCut: cuts.has(owner) });
   }
   // Empty non-terminals: names that exist only because something lives below them
   // (RFC 4592 2.2.2); they answer NODATA, never NXDOMAIN.
   for (const owner of owners.keys()) {
+    if (++n % STEP === 0) yield;
     for (let p = parentKey(owner); p !== undefined && p.length >= origin.length && !nodes.has(p); p = parentKey(p)) {
       nodes.set(p, { owner: p, rrsets: new Map(), isCut: false });
     }
@@ -434,6 +468,13 @@ export interface LoadedZone {
   source: string;
   /** The zone file's bytes, hashed into CompiledConfig.hash. */
   bytes?: Uint8Array;
+  /**
+   * The zone already compiled from these records (zones/load.ts compiles in
+   * slices, or reuses an unchanged zone); absent = compileConfig compiles it.
+   */
+  compiled?: CompileResult<Zone>;
+  /** sha256 of `bytes`, hex, when the loader has it; otherwise compileConfig hashes the bytes. */
+  digest?: string;
 }
 
 export interface ConfigInputs {
@@ -492,16 +533,16 @@ export function compileConfig(raw: RawConfig, configFile: string, inputs: Config
     const transfer = rz.transfer === undefined ? undefined : compileTransfer(rz.transfer.allow, ['zones', i, 'transfer', 'allow'], report);
     const loaded = inputs.zones[i];
     if (!loaded) return;
-    // Length-prefixed so that moving bytes between files changes the hash; paths are
-    // left out so the same files reached by another path hash the same.
-    if (loaded.bytes) hash.update(`\n${loaded.bytes.length}\n`).update(loaded.bytes);
-    const r = compileZone({ origin, records: loaded.records, source: loaded.source, declaredAt: declared(['zones', i]) });
+    // A digest per file, so that moving bytes between files changes the hash; paths
+    // are left out so the same files reached by another path hash the same.
+    if (loaded.bytes) hash.update(`\n${loaded.digest ?? createHash('sha256').update(loaded.bytes).digest('hex')}`);
+    const r = loaded.compiled ?? compileZone({ origin, records: loaded.records, source: loaded.source, declaredAt: declared(['zones', i]) });
     errors.push(...r.errors);
     warnings.push(...r.warnings);
     if (!r.value) return;
     const zone: Zone = transfer === undefined ? r.value : { ...r.value, transfer };
     if (transfer !== undefined) transferable.set(zone, i);
-    const placed: PlacedZone = { zone, records: loaded.records };
+    const placed: PlacedZone = { zone, records: () => loaded.records };
     if (views === undefined) zones.set(origin, placed);
     else for (const v of views) viewZones.get(v)?.set(origin, placed);
   });

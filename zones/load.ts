@@ -3,14 +3,16 @@
 // the refusal lists every error across the config and all its zone files, so a
 // reload either swaps in a complete, checked snapshot or changes nothing.
 
+import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { readFileSync } from 'node:fs';
 import { dirname, isAbsolute, join, resolve as resolvePath } from 'node:path';
-import type { CompiledConfig } from './zone.js';
+import type { CompiledConfig, Zone, ZoneNode } from './zone.js';
 import type { ZoneRecord } from './record.js';
 import { ConfigError, ConfigErrors, absolute, formatPath, parseConfig, type ParsedConfig, type RawZone } from './config.js';
-import { compileConfig, type LoadedZone } from './compile.js';
-import { parseMasterFileCollect, ZoneFileError, ZoneFileErrors } from './masterfile.js';
+import { compileConfig, compileZoneSteps, type CompileResult, type LoadedZone } from './compile.js';
+import { parseMasterFileCollect, parseMasterFileSteps, ZoneFileError, ZoneFileErrors } from './masterfile.js';
+import { runSliced } from './steps.js';
 import { parseTtl } from './rdata-text.js';
 import { DnsError } from '../server/wire/errors.js';
 import { lowerKey, parseName } from '../server/wire/name.js';
@@ -24,8 +26,37 @@ export interface LoadResult {
   warnings: string[];
 }
 
+export interface LoadOptions {
+  /**
+   * The config being served, if any. A zone file whose path, origin, default
+   * TTL and bytes are those of a zone in it is not parsed or compiled again:
+   * its compiled zone is reused, so reloading a config beside a
+   * million-record zone that did not change costs a read and a hash of that
+   * file instead of a full load.
+   */
+  previous?: CompiledConfig;
+}
+
+// How each zone compiled from a file was made, keyed by its node map: that map
+// is created once per compile and shared by every copy of the Zone object
+// (compileConfig spreads one to add `transfer`), and it is what makes a zone
+// big, so the entry lives exactly as long as some config still serves the zone.
+const compiledFrom = new WeakMap<ReadonlyMap<string, ZoneNode>, { key: string; result: CompileResult<Zone> }>();
+
+function reusable(previous: CompiledConfig | undefined): Map<string, CompileResult<Zone>> {
+  const out = new Map<string, CompileResult<Zone>>();
+  if (previous === undefined) return out;
+  for (const zones of [previous.zones, ...previous.viewZones.values()]) {
+    for (const zone of zones.values()) {
+      const from = compiledFrom.get(zone.nodes);
+      if (from !== undefined) out.set(from.key, from.result);
+    }
+  }
+  return out;
+}
+
 /** Loads and checks a configuration. Throws ConfigErrors listing every problem found. */
-export async function loadConfig(path: string): Promise<LoadResult> {
+export async function loadConfig(path: string, opts: LoadOptions = {}): Promise<LoadResult> {
   let configBytes: Buffer;
   try {
     configBytes = await readFile(path);
@@ -35,10 +66,11 @@ export async function loadConfig(path: string): Promise<LoadResult> {
   const parsed = parseConfig(configBytes.toString('utf8'), path);
 
   // Zones load concurrently, each into its own error list, so the report keeps config order.
+  const reuse = reusable(opts.previous);
   const loads = await Promise.all(
     parsed.raw.zones.map(async (rz, i) => {
       const errors: ConfigError[] = [];
-      const zone = await loadZone(parsed, rz, i, errors);
+      const zone = await loadZone(parsed, rz, i, errors, reuse);
       return { zone: errors.length ? undefined : zone, errors };
     }),
   );
@@ -55,7 +87,7 @@ export async function loadConfig(path: string): Promise<LoadResult> {
 // Problems go into `errors`, which belongs to this zone alone. A zone with any
 // is not compiled: that would only add echoes (a bad SOA line would also be
 // reported as "no SOA").
-async function loadZone(parsed: ParsedConfig, rz: RawZone, i: number, errors: ConfigError[]): Promise<LoadedZone | undefined> {
+async function loadZone(parsed: ParsedConfig, rz: RawZone, i: number, errors: ConfigError[], reuse: ReadonlyMap<string, CompileResult<Zone>>): Promise<LoadedZone | undefined> {
   const configFile = parsed.file;
   const at = (path: (string | number)[], key = false): { file: string; line: number; column: number; path: string } => {
     const pos = key ? parsed.locateKey(path) : parsed.locate(path);
@@ -82,9 +114,31 @@ async function loadZone(parsed: ParsedConfig, rz: RawZone, i: number, errors: Co
       return undefined;
     }
     const opts = zoneTtl === undefined ? { origin, file } : { origin, file, defaultTtl: zoneTtl };
-    const r = parseMasterFileCollect(bytes.toString('utf8'), opts);
+    const digest = await digestSliced(bytes);
+    // Everything the compiled zone depends on; the config's line numbers only
+    // appear in errors, and a zone with errors is never reused.
+    const key = JSON.stringify([origin, file, zoneTtl ?? null, digest]);
+    const previous = reuse.get(key);
+    if (previous !== undefined) {
+      // The records are needed only to point at a static record a service
+      // clashes with (placeServices), a refused config: parse them then.
+      let records: readonly ZoneRecord[] | undefined;
+      return {
+        get records() {
+          return (records ??= parseMasterFileCollect(bytes.toString('utf8'), opts).records);
+        },
+        source: file,
+        bytes,
+        digest,
+        compiled: previous,
+      };
+    }
+    const r = await runSliced(parseMasterFileSteps(bytes.toString('utf8'), opts));
     errors.push(...r.errors.map(fromZoneFileError));
-    return { records: r.records, source: file, bytes };
+    if (r.errors.length) return { records: r.records, source: file, bytes, digest };
+    const compiled = await runSliced(compileZoneSteps({ origin, records: r.records, source: file, declaredAt: at(['zones', i]) }));
+    if (compiled.value !== undefined && compiled.errors.length === 0) compiledFrom.set(compiled.value.nodes, { key, result: compiled });
+    return { records: r.records, source: file, bytes, digest, compiled };
   }
 
   const records: ZoneRecord[] = [];
@@ -115,6 +169,18 @@ function byFileThenLine(errors: ConfigError[], configFile: string, raw: readonly
     .map((e, i) => ({ e, i }))
     .sort((a, b) => r(a.e) - r(b.e) || a.e.line - b.e.line || a.i - b.i)
     .map(({ e }) => e);
+}
+
+// sha256 in pieces, between which queries are answered: hashing a 30 MB zone
+// file in one call holds the event loop for about 0.1 s.
+async function digestSliced(bytes: Uint8Array): Promise<string> {
+  const hash = createHash('sha256');
+  const piece = 1 << 20;
+  for (let at = 0; at < bytes.length; at += piece) {
+    if (at > 0) await new Promise<void>((resolve) => setImmediate(resolve));
+    hash.update(bytes.subarray(at, at + piece));
+  }
+  return hash.digest('hex');
 }
 
 function fromZoneFileError(e: ZoneFileError): ConfigError {

@@ -11,6 +11,7 @@ import { DnsError } from '../server/wire/errors.js';
 import { CLASS, TYPE } from '../server/wire/constants.js';
 import { lowerKey, parseName } from '../server/wire/name.js';
 import type { ZoneRecord } from './record.js';
+import { runNow, STEP, type Steps } from './steps.js';
 import { MAX_TTL, parseRdata, parseTtl, typeFromText, type RdataField } from './rdata-text.js';
 
 export interface MasterFileOptions {
@@ -328,7 +329,17 @@ function parseRecord(entry: Entry, state: ParserState, file: string): ZoneRecord
 }
 
 /** Parses a whole master file, returning good records and every error found. */
-export function parseMasterFileCollect(text: string, opts: MasterFileOptions): { records: ZoneRecord[]; errors: ZoneFileError[] } {
+export function parseMasterFileCollect(text: string, opts: MasterFileOptions): ParsedMasterFile {
+  return runNow(parseMasterFileSteps(text, opts));
+}
+
+export interface ParsedMasterFile {
+  records: ZoneRecord[];
+  errors: ZoneFileError[];
+}
+
+/** parseMasterFileCollect as steps (zones/steps.ts), for loading without blocking the event loop. */
+export function* parseMasterFileSteps(text: string, opts: MasterFileOptions): Steps<ParsedMasterFile> {
   const records: ZoneRecord[] = [];
   const errors: ZoneFileError[] = [];
   const lexer = new Lexer(text, opts.firstLine ?? 1);
@@ -339,7 +350,9 @@ export function parseMasterFileCollect(text: string, opts: MasterFileOptions): {
     owner: undefined,
     ownerBroken: false,
   };
+  let n = 0;
   for (let entry = lexer.next(); entry !== undefined; entry = lexer.next()) {
+    if (++n % STEP === 0) yield;
     try {
       if (entry.error !== undefined) throw new DnsError(entry.error);
       const first = entry.tokens[0]!;

@@ -631,8 +631,8 @@ export function probeKey(v4: readonly string[], v6: readonly string[], probe: Pr
 
 export interface PlacedZone {
   readonly zone: Zone;
-  /** The records it was compiled from, to point at a clashing static record. */
-  readonly records: readonly ZoneRecord[];
+  /** The records it was compiled from, to point at a clashing static record; a function, because a reused zone parses them only then. */
+  readonly records: () => readonly ZoneRecord[];
 }
 
 /** Static types that a service of each kind would shadow. */
@@ -687,7 +687,7 @@ export function placeServices(
       for (const type of CLASHES[service.kind]) {
         const set = node?.rrsets.get(type);
         if (!set) continue;
-        const rec = found.records.find((r) => r.type === type && lowerKey(r.owner) === service.name);
+        const rec = found.records().find((r) => r.type === type && lowerKey(r.owner) === service.name);
         const src = rec ? `${rec.where.file}:${rec.where.line}` : zone.source;
         const plural = set.rdatas.length > 1 ? 's' : '';
         problem(`${name} has static ${typeName(type)} record${plural} at ${src} and is also a service at ${service.where.file}:${service.where.line}`, view);

@@ -35,7 +35,8 @@ class PingerFailed extends Error {
 const USAGE = `usage: node --expose-gc dist/bench/large-zone/large-zone.js [options]
   --records N   records in big.test., SOA and NS included (1000000)
   --port P      DNS port on 127.0.0.1 (0: any free port)
-  --every MS    the other process's query interval during reloads (10)`;
+  --every MS    the other process's query interval during reloads (10)
+  --workers N   serve with \`vigil serve --workers N\` (a child process) instead of in this process`;
 
 const MB = 1024 * 1024;
 const gc = (globalThis as { gc?: () => void }).gc;
@@ -118,6 +119,7 @@ async function main(): Promise<void> {
       records: { type: 'string' },
       port: { type: 'string' },
       every: { type: 'string' },
+      workers: { type: 'string' },
       help: { type: 'boolean', short: 'h', default: false },
     },
   });
@@ -128,6 +130,7 @@ async function main(): Promise<void> {
   const records = intArg(values.records, 'records', 1_000_000, 6);
   const port = intArg(values.port, 'port', 0, 0);
   const every = intArg(values.every, 'every', 10, 1);
+  const workers = intArg(values.workers, 'workers', 1, 1);
 
   const dir = mkdtempSync(join(tmpdir(), 'vigil-large-zone-'));
   const children = new Set<ChildProcess>();
@@ -164,6 +167,10 @@ async function main(): Promise<void> {
       .map(([k, v]) => `${k} ${v}`)
       .join(', ');
     out(`large zone: ${zone.total} records in ${BIG_ORIGIN} (${types}), ${zone.names} names, ${(zone.bytes / MB).toFixed(1)} MB master file, written in ${genMs.toFixed(0)} ms`);
+    if (workers > 1) {
+      await clusterRun({ configFile, exampleFile, bigFile, workers, every, records: zone.total, children });
+      return;
+    }
     if (gc === undefined) out('(run node with --expose-gc for retained memory; the figures below include garbage)');
 
     // 1. loadConfig alone: time and what the compiled zones keep.
@@ -223,18 +230,111 @@ async function main(): Promise<void> {
           `answered >1 s late ${s.lateOver1s}, longest gap between answers ${s.maxGapMs.toFixed(0)} ms, max latency ${s.maxLatencyMs.toFixed(0)} ms`,
       );
     };
-    await reloadUnderLoad('nothing changed');
-    const text = readFileSync(exampleFile, 'utf8');
-    const bumped = text.replace(/(\d+)(\s*;\s*serial)/, (_m, serial: string, rest: string) => `${Number(serial) + 1}${rest}`);
-    if (bumped === text) throw new Error(`no "; serial" comment in ${exampleFile} to bump`);
-    writeFileSync(exampleFile, bumped);
-    await reloadUnderLoad('only example.test. changed');
+    await reloadScenarios(exampleFile, bigFile, reloadUnderLoad);
 
     const mEnd = mem(true);
     out(`after reloads:   ${fmtMem(mEnd)}; peak RSS of the whole run ${(process.resourceUsage().maxRSS / 1024).toFixed(0)} MB`);
   } finally {
     await cleanup();
   }
+}
+
+/** The three reloads, in order: nothing changed, only the small zone, the big zone itself. */
+async function reloadScenarios(exampleFile: string, bigFile: string, reloadUnderLoad: (label: string) => Promise<void>): Promise<void> {
+  await reloadUnderLoad('nothing changed');
+  const text = readFileSync(exampleFile, 'utf8');
+  const bumped = text.replace(/(\d+)(\s*;\s*serial)/, (_m, serial: string, rest: string) => `${Number(serial) + 1}${rest}`);
+  if (bumped === text) throw new Error(`no "; serial" comment in ${exampleFile} to bump`);
+  writeFileSync(exampleFile, bumped);
+  await reloadUnderLoad('only example.test. changed');
+  // The big zone itself changed (a new serial): it is parsed and compiled
+  // again, in slices, while the old one keeps answering.
+  const bigText = readFileSync(bigFile, 'utf8');
+  const bigBumped = bigText.replace(/(@ IN SOA \S+ \S+ )(\d+)/, (_m, head: string, serial: string) => `${head}${Number(serial) + 1}`);
+  if (bigBumped === bigText) throw new Error(`no SOA serial found in ${bigFile} to bump`);
+  writeFileSync(bigFile, bigBumped);
+  await reloadUnderLoad(`${BIG_ORIGIN} changed`);
+}
+
+/** VmRSS of a process and of its children (the serving workers), MB. */
+function rssTree(pid: number): string {
+  const rss = (p: number): number => {
+    try {
+      const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${p}/status`, 'utf8'));
+      return m ? Number(m[1]) / 1024 : 0;
+    } catch {
+      return 0;
+    }
+  };
+  let kids: number[] = [];
+  try {
+    kids = readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim().split(/\s+/).filter(Boolean).map(Number);
+  } catch {
+    kids = [];
+  }
+  return `primary ${rss(pid).toFixed(0)} MB, workers ${kids.map((k) => `${rss(k).toFixed(0)} MB`).join(' + ') || 'none'}`;
+}
+
+/**
+ * The same reloads against \`vigil serve --workers N\`: the primary loads,
+ * the workers answer UDP from clones. A reload is done when every worker
+ * says it serves the new config (the primary's debug log).
+ */
+async function clusterRun(o: { configFile: string; exampleFile: string; bigFile: string; workers: number; every: number; records: number; children: Set<ChildProcess> }): Promise<void> {
+  const cli = join(repoRoot(), 'dist', 'cli', 'vigil.js');
+  const t0 = performance.now();
+  const child = spawn(process.execPath, [cli, 'serve', '--config', o.configFile, '--workers', String(o.workers), '--log-level', 'debug'], { stdio: ['ignore', 'pipe', 'inherit'] });
+  o.children.add(child);
+  child.once('exit', () => o.children.delete(child));
+  const waiting: { match: string; left: number; done: Deferred<number> }[] = [];
+  const expect = (match: string, count: number): Promise<number> => {
+    const done = deferred<number>();
+    waiting.push({ match, left: count, done });
+    return done.promise;
+  };
+  let port: number | undefined;
+  createInterface({ input: child.stdout! }).on('line', (line) => {
+    let rec: { level?: number; msg?: string; tcp?: { port: number }[] };
+    try {
+      rec = JSON.parse(line) as typeof rec;
+    } catch {
+      return;
+    }
+    if ((rec.level ?? 0) >= 40) process.stderr.write(`vigil: ${line}\n`);
+    if (rec.msg === 'listening' && rec.tcp?.[0] !== undefined) port = rec.tcp[0].port;
+    for (const w of waiting) if (rec.msg === w.match && --w.left === 0) w.done.resolve(performance.now());
+  });
+  child.once('exit', (code) => {
+    for (const w of waiting) w.done.reject(new Error(`vigil serve exited (${code}) while waiting for "${w.match}"`));
+  });
+  await expect('listening', 1);
+  if (port === undefined) throw new Error('vigil serve did not log its port');
+  const first = await queryOnce('127.0.0.1', port, hostName(Math.floor(o.records * 0.6)), QTYPE.A, 60_000);
+  out(`vigil serve --workers ${o.workers}: first answer (rcode ${first.rcode}) ${((performance.now() - t0) / 1000).toFixed(1)} s after the start; ${rssTree(child.pid!)}`);
+
+  await reloadScenarios(o.exampleFile, o.bigFile, async (label) => {
+    const p = startPinger(port!, o.every, o.children);
+    await Promise.race([p.ready, sleep(10_000).then(() => Promise.reject(new PingerFailed('pinger got no answer within 10 s')))]);
+    p.child.stdin!.write('mark\n');
+    await sleep(500);
+    const reloaded = expect('config reloaded', 1);
+    const applied = expect('serving worker serves the new config', o.workers);
+    const start = performance.now();
+    child.kill('SIGHUP');
+    const reloadedAt = await reloaded;
+    const appliedAt = await applied;
+    await sleep(500);
+    p.child.stdin!.write('stop\n');
+    const s = await p.stats;
+    p.child.stdin!.end();
+    out(`reload (${label}): loaded in ${((reloadedAt - start) / 1000).toFixed(2)} s, every worker serving it ${((appliedAt - start) / 1000).toFixed(2)} s after SIGHUP; ${rssTree(child.pid!)}`);
+    out(
+      `  example.test. SOA from another process every ${o.every} ms over ${(s.windowMs / 1000).toFixed(1)} s: sent ${s.sent}, answered ${s.answered}, lost ${s.lost}, ` +
+        `answered >1 s late ${s.lateOver1s}, longest gap between answers ${s.maxGapMs.toFixed(0)} ms, max latency ${s.maxLatencyMs.toFixed(0)} ms`,
+    );
+  });
+  child.kill('SIGTERM');
+  await new Promise((r) => child.once('exit', r));
 }
 
 main().then(

@@ -2,7 +2,7 @@
 // over node:cluster's IPC channel (serialization 'advanced', so Maps, typed
 // arrays and Buffers arrive as themselves). Plain data only.
 
-import type { CompiledConfig } from '../../zones/zone.js';
+import type { ConfigOnWire } from './zone-refs.js';
 import type { ServiceAnswer } from '../answer/policy/types.js';
 import type { CookieSecret } from '../wire/cookie.js';
 import type { QueryStatsDelta } from '../metrics/query-stats.js';
@@ -20,8 +20,8 @@ export type ToWorker =
       /** Share of queries to log (log.query_log.sample). */
       readonly querySample: number;
     }
-  /** A new config (start, reload); answers follow in an 'answers' message. */
-  | { readonly type: 'config'; readonly config: CompiledConfig }
+  /** A new config (start, reload) and the answers to serve with it; the worker says 'applied' once it serves them. */
+  | { readonly type: 'config'; readonly config: ConfigOnWire; readonly answers: ReadonlyMap<string, ServiceAnswer> }
   /** Build and serve the snapshot of the last config with these answers. */
   | { readonly type: 'answers'; readonly answers: ReadonlyMap<string, ServiceAnswer> };
 
@@ -38,6 +38,8 @@ export type FromWorker =
   /** Its message handler is installed: messages sent before that would be lost. */
   | { readonly type: 'hello' }
   | { readonly type: 'listening' }
+  /** It serves the config it was last sent (the primary sends the next worker its copy only then). */
+  | { readonly type: 'applied' }
   | { readonly type: 'failed'; readonly error: string }
   | {
       readonly type: 'report';

@@ -11,6 +11,7 @@ import type { CookieSecret } from '../wire/cookie.js';
 import type { DrainTracker } from '../drain/tracker.js';
 import type { VigilMetrics } from '../metrics/registry.js';
 import type { FromWorker, ToWorker } from './messages.js';
+import { ConfigSender } from './zone-refs.js';
 
 export interface ServingWorkersOptions {
   readonly workers: number;
@@ -36,10 +37,25 @@ const RESTART_MAX_MS = 30_000;
 const HEALTHY_AFTER_MS = 60_000;
 const START_TIMEOUT_MS = 30_000;
 
+/** A worker that takes longer than this to apply a config no longer holds up the others' copies. */
+const APPLY_TIMEOUT_MS = 60_000;
+
+interface Entry {
+  startedAt: number;
+  listening: boolean;
+  /** The config it was last sent (undefined until its hello): updates before that would be lost. */
+  config: CompiledConfig | undefined;
+  /** Waiting for its 'applied'. */
+  applying: boolean;
+  sender: ConfigSender;
+}
+
 export class ServingWorkers {
-  /** configured: it has had its start, config and answers; updates before that would be lost (it sends hello first). */
-  private readonly live = new Map<Worker, { startedAt: number; listening: boolean; configured: boolean }>();
+  private readonly live = new Map<Worker, Entry>();
   private lastConfig: CompiledConfig | undefined;
+  private lastAnswers: ReadonlyMap<string, ServiceAnswer> | undefined;
+  /** The worker being sent a new config, one at a time (see update). */
+  private delivering: { worker: Worker; timer: NodeJS.Timeout } | undefined;
   private closing = false;
   private restartDelay = RESTART_MIN_MS;
   private restartTimers = new Set<NodeJS.Timeout>();
@@ -65,15 +81,58 @@ export class ServingWorkers {
     return serving < this.opts.workers ? [`${serving} of ${this.opts.workers} serving workers up`] : [];
   }
 
-  /** The engine serves a new snapshot: every worker builds the same one. */
+  /**
+   * The engine serves a new snapshot: every worker builds the same one. New
+   * answers for the config a worker holds go to it at once. A new config
+   * goes to one worker at a time, the next once that one serves it: a
+   * worker cloning a large changed zone stops reading the shared socket
+   * while it does, and the others read it meanwhile (with the previous
+   * config until their turn). Workers still on the previous config get no
+   * answers meant for the new one; they get the latest with their copy.
+   */
   update(config: CompiledConfig, answers: ReadonlyMap<string, ServiceAnswer>): void {
-    const sendConfig = config !== this.lastConfig;
     this.lastConfig = config;
+    this.lastAnswers = answers;
     for (const [w, entry] of this.live) {
-      if (!entry.configured) continue;
-      if (sendConfig) this.send(w, { type: 'config', config });
-      this.send(w, { type: 'answers', answers });
+      if (entry.config === config && !entry.applying) this.send(w, { type: 'answers', answers });
     }
+    this.deliverNext();
+  }
+
+  private deliverNext(): void {
+    if (this.delivering !== undefined || this.lastConfig === undefined || this.closing) return;
+    for (const [w, entry] of this.live) {
+      if (entry.config === undefined || entry.config === this.lastConfig || !w.isConnected()) continue;
+      this.sendConfig(w, entry);
+      const timer = setTimeout(() => {
+        this.opts.log.warn({ worker: w.process.pid }, `serving worker has not applied the new config within ${APPLY_TIMEOUT_MS / 1000} s; sending it to the others`);
+        this.applied(w);
+      }, APPLY_TIMEOUT_MS);
+      timer.unref();
+      this.delivering = { worker: w, timer };
+      return;
+    }
+  }
+
+  private sendConfig(w: Worker, entry: Entry): void {
+    const config = this.lastConfig!;
+    entry.config = config;
+    entry.applying = true;
+    this.send(w, { type: 'config', config: entry.sender.encode(config), answers: this.lastAnswers! });
+  }
+
+  /** w serves what it was sent (or gave up, or died): answers that came meanwhile, then the next worker's turn. */
+  private applied(w: Worker): void {
+    const entry = this.live.get(w);
+    if (entry !== undefined && entry.applying) {
+      entry.applying = false;
+      if (entry.config === this.lastConfig) this.send(w, { type: 'answers', answers: this.lastAnswers! });
+    }
+    if (this.delivering?.worker === w) {
+      clearTimeout(this.delivering.timer);
+      this.delivering = undefined;
+    }
+    this.deliverNext();
   }
 
   async close(): Promise<void> {
@@ -95,16 +154,18 @@ export class ServingWorkers {
 
   private fork(): Promise<void> {
     const w = cluster.fork();
-    const entry = { startedAt: Date.now(), listening: false, configured: false };
+    const entry: Entry = { startedAt: Date.now(), listening: false, config: undefined, applying: false, sender: new ConfigSender() };
     this.live.set(w, entry);
     const { log } = this.opts;
     const listening = new Promise<void>((resolve, reject) => {
-      const timeout = setTimeout(() => reject(new WorkerStartError(`serving worker ${w.process.pid} did not start within ${START_TIMEOUT_MS / 1000} s`)), START_TIMEOUT_MS);
+      let timeout = setTimeout(() => reject(new WorkerStartError(`serving worker ${w.process.pid} did not start within ${START_TIMEOUT_MS / 1000} s`)), START_TIMEOUT_MS);
       timeout.unref();
       w.on('message', (m: FromWorker) => {
         switch (m.type) {
           case 'hello': {
             const { config, answers } = this.opts.state();
+            this.lastConfig = config;
+            this.lastAnswers = answers;
             this.send(w, {
               type: 'start',
               listen: this.opts.listen,
@@ -113,11 +174,18 @@ export class ServingWorkers {
               logLevel: this.opts.log.level,
               querySample: this.opts.querySample,
             });
-            this.send(w, { type: 'config', config });
-            this.send(w, { type: 'answers', answers });
-            entry.configured = true;
+            // Not serving yet, so not one at a time: a starting worker takes the current config at once.
+            this.sendConfig(w, entry);
+            // From here its start takes as long as cloning the config does: seconds for a million records.
+            clearTimeout(timeout);
+            timeout = setTimeout(() => reject(new WorkerStartError(`serving worker ${w.process.pid} did not serve its config within ${APPLY_TIMEOUT_MS / 1000} s`)), APPLY_TIMEOUT_MS);
+            timeout.unref();
             return;
           }
+          case 'applied':
+            log.debug({ worker: w.process.pid }, 'serving worker serves the new config');
+            this.applied(w);
+            return;
           case 'listening':
             entry.listening = true;
             clearTimeout(timeout);
@@ -136,6 +204,7 @@ export class ServingWorkers {
       w.once('exit', (code, signal) => {
         clearTimeout(timeout);
         this.live.delete(w);
+        this.applied(w);
         reject(new WorkerStartError(`serving worker ${w.process.pid} exited (${signal ?? code}) before it served`));
         if (this.closing) return;
         log.error({ worker: w.process.pid, code, signal }, `serving worker exited; restarting it in ${this.restartDelay} ms`);

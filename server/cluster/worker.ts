@@ -15,6 +15,7 @@ import { QueryStats, composeObservers, type QueryObserver } from '../metrics/que
 import type { ResponseRateLimiter } from '../limits/rrl.js';
 import type { CompiledConfig } from '../../zones/zone.js';
 import type { FromWorker, ServiceQueries, ToWorker } from './messages.js';
+import { ConfigReceiver } from './zone-refs.js';
 import { dropPrivileges } from '../privileges.js';
 
 /** How often counts and observations go to the primary: /metrics and the drain report lag by at most this. */
@@ -50,6 +51,7 @@ export function runWorker(log: Logger): Promise<number> {
   let listeners: UdpListener[] | undefined;
   let listen: readonly { host: string; port: number }[] = [];
 
+  const zones = new ConfigReceiver();
   const stats = new QueryStats();
   const asked = new Map<string, { label: string; client: string; first: number; last: number }>();
   const failedOpen = new Map<string, number>();
@@ -131,21 +133,24 @@ export function runWorker(log: Logger): Promise<number> {
           }
           return;
         case 'config':
-          config = shareOfRateLimit(m.config, workers);
-          return;
+          config = shareOfRateLimit(zones.decode(m.config), workers);
+          serve(m.answers);
+          send({ type: 'applied' });
+          break;
         case 'answers':
           serve(m.answers);
-          if (listeners === undefined && current !== undefined) {
-            listeners = [];
-            bind().then(
-              () => send({ type: 'listening' }),
-              (err: unknown) => {
-                send({ type: 'failed', error: err instanceof Error ? err.message : String(err) });
-                process.exit(1);
-              },
-            );
-          }
-          return;
+          break;
+      }
+      // Bound only once there is a snapshot, so it never answers from nothing.
+      if (listeners === undefined && current !== undefined) {
+        listeners = [];
+        bind().then(
+          () => send({ type: 'listening' }),
+          (err: unknown) => {
+            send({ type: 'failed', error: err instanceof Error ? err.message : String(err) });
+            process.exit(1);
+          },
+        );
       }
     });
     send({ type: 'hello' });
