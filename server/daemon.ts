@@ -188,6 +188,10 @@ export async function startDaemon(file: string, log: Logger, opts: DaemonOptions
         if (JSON.stringify(adjusted.operations.metrics) !== JSON.stringify(config.operations.metrics) || JSON.stringify(adjusted.operations.admin) !== JSON.stringify(config.operations.admin)) {
           log.warn('admin or metrics listener changed: it takes effect at the next restart');
         }
+        if (adjusted.server.user !== config.server.user || adjusted.server.group !== config.server.group) {
+          // Privileges are dropped once, after binding; a running process cannot take them back to switch again.
+          log.warn({ user: adjusted.server.user ?? null, group: adjusted.server.group ?? null }, 'server.user or server.group changed: it takes effect at the next restart');
+        }
         engine.reload({ ...adjusted, server: { ...adjusted.server, listen: config.server.listen } });
         const keep = new Set(adjusted.services.map(serviceLabel));
         for (const s of config.services) {
