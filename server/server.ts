@@ -5,6 +5,7 @@
 // who has been flooding) and is rebuilt only when its settings change.
 
 import { pino, type Logger } from 'pino';
+import { warmUp } from './answer/warm-up.js';
 import { buildSnapshot, type Snapshot } from './answer/snapshot.js';
 import { listenUdp, type UdpListener } from './transport/udp.js';
 import { listenTcp, type TcpListener } from './transport/tcp.js';
@@ -102,6 +103,8 @@ export async function startServer(config: CompiledConfig, opts: StartOptions = {
   observer?.snapshotChanged?.(current);
   const get = (): Snapshot => current;
   const limiter = (): ResponseRateLimiter | undefined => rrl;
+  // Before the first listener: the first real queries then run compiled code.
+  warmUp(current);
   const udp: UdpListener[] = [];
   const tcp: TcpListener[] = [];
   try {

@@ -16,6 +16,7 @@ import type { ResponseRateLimiter } from '../limits/rrl.js';
 import type { CompiledConfig } from '../../zones/zone.js';
 import type { FromWorker, ServiceQueries, ToWorker } from './messages.js';
 import { ConfigReceiver } from './zone-refs.js';
+import { warmUp } from '../answer/warm-up.js';
 import { dropPrivileges } from '../privileges.js';
 
 /** How often counts and observations go to the primary: /metrics and the drain report lag by at most this. */
@@ -99,6 +100,7 @@ export function runWorker(log: Logger): Promise<number> {
   };
 
   const bind = async (): Promise<void> => {
+    warmUp(current!);
     const bound: UdpListener[] = [];
     try {
       for (const l of listen) bound.push(await listenUdp(l.host, l.port, () => current!, log, observer, () => rrl, true));
