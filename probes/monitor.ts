@@ -90,6 +90,11 @@ function sameHealth(a: FamilyHealth | undefined, b: FamilyHealth): boolean {
   return a !== undefined && a.status === b.status && a.held === b.held && a.nextChangeAt === b.nextChangeAt;
 }
 
+/** Every field the same: the published health need not change at all. */
+function sameVerdict(a: FamilyHealth | undefined, b: FamilyHealth): boolean {
+  return sameHealth(a, b) && a!.since === b.since && a!.reason === b.reason;
+}
+
 export class HealthMonitor extends EventEmitter<HealthMonitorEvents> {
   private readonly log: Logger;
   private entries = new Map<string, Entry>();
@@ -309,8 +314,14 @@ export class HealthMonitor extends EventEmitter<HealthMonitorEvents> {
   private apply(job: ProbeJob, msg: Extract<FromWorker, { type: 'health' }>): void {
     const prev = this.members.get(job.key);
     const health = msg.health;
-    this.members.set(job.key, health);
-    this.dirty = true;
+    // Most checks confirm what is known. Keeping the published object then keeps
+    // snapshot() the same object, and so the consensus the engine computed from
+    // it: thousands of members checked every second must not make every
+    // recompute (a heartbeat of another node, an override) start from scratch.
+    if (!sameVerdict(prev, health)) {
+      this.members.set(job.key, health);
+      this.dirty = true;
+    }
     const from = prev?.status ?? job.initial;
     const wasHeld = prev?.held ?? false;
     if (from !== health.status || wasHeld !== health.held) {

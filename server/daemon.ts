@@ -137,13 +137,16 @@ export async function startDaemon(file: string, log: Logger, opts: DaemonOptions
     metrics.answerChanged(label, c.epoch);
     if (c.from !== null) drain.change(label, { at: c.at, epoch: c.epoch, from: c.from, to: c.to, oldTtl: c.oldTtl });
   });
-  // Updates come with every heartbeat of every node; gauges need not follow faster than a scrape could see.
-  let gaugeTimer: NodeJS.Timeout | undefined;
-  engine.on('update', () => {
-    gaugeTimer ??= setTimeout(() => {
-      gaugeTimer = undefined;
-      metrics.updateState(engine.state(), drain.report(Date.now()));
-    }, 250).unref();
+  // The health, replication and drain gauges are set when /metrics is scraped, from the services whose
+  // state changed since the last scrape (Engine.stateChanges): between scrapes, however fast health churns
+  // and however often nodes heartbeat, they cost nothing, and a scrape reads the state of that moment.
+  let gaugeVersion = 0;
+  metrics.onRender(() => {
+    const changes = engine.stateChanges(gaugeVersion);
+    gaugeVersion = changes.version;
+    if (changes.all) metrics.updateState({ replication: changes.replication, services: changes.services });
+    else metrics.updateServices(changes.services, changes.replication);
+    metrics.updateDrainRatios(drain.latestRatios());
   });
   metrics.configLoaded(config.hash);
 
@@ -267,7 +270,6 @@ export async function startDaemon(file: string, log: Logger, opts: DaemonOptions
     drain,
     reload,
     async close() {
-      if (gaugeTimer !== undefined) clearTimeout(gaugeTimer);
       await admin?.close();
       await opsServer?.close();
       await workers?.close();

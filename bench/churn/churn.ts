@@ -7,7 +7,7 @@
 
 import { execFileSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
-import { createServer, type Server } from 'node:net';
+import type { Server } from 'node:net';
 import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { monitorEventLoopDelay, performance } from 'node:perf_hooks';
@@ -17,7 +17,7 @@ import { pino } from 'pino';
 import { startDaemon, type Daemon } from '../../server/daemon.js';
 import { Churner } from './churner.js';
 import { DnsperfFailed, runDnsperf, type DnsperfResult } from './dnsperf.js';
-import { MEMBER_ADDRESSES, writeChurnSetup, type ChurnProbe } from './setup.js';
+import { probeListeners, waitUntilUp, writeChurnSetup, type ChurnProbe } from './setup.js';
 
 class UsageError extends Error {
   override name = 'UsageError';
@@ -97,28 +97,6 @@ function pinSelf(cpu: number): boolean {
     return true;
   } catch {
     return false;
-  }
-}
-
-/** Two listeners, one per member address, on one port: what the members' tcp probes connect to. */
-async function probeListeners(): Promise<{ port: number; servers: Server[] }> {
-  const listen = (host: string, port: number): Promise<Server> =>
-    new Promise((resolve, reject) => {
-      const s = createServer((sock) => sock.destroy());
-      s.once('error', reject);
-      s.listen(port, host, () => resolve(s));
-    });
-  for (let attempt = 0; ; attempt++) {
-    const first = await listen(MEMBER_ADDRESSES[0], 0);
-    const addr = first.address();
-    const port = typeof addr === 'object' && addr !== null ? addr.port : 0;
-    try {
-      return { port, servers: [first, await listen(MEMBER_ADDRESSES[1], port)] };
-    } catch (err) {
-      // The port the kernel gave us on one address is taken on the other: try another.
-      first.close();
-      if (attempt >= 10) throw err;
-    }
   }
 }
 
@@ -205,15 +183,7 @@ async function main(): Promise<void> {
 
     // Members start unknown (served as up); wait until their one probe has made them up,
     // so that change does not land in the first run.
-    if (opts.probe === 'tcp') {
-      const deadline = Date.now() + 60_000;
-      for (;;) {
-        const states = engine.state().services.flatMap((s) => s.members.map((m) => m.status));
-        if (states.every((s) => s === 'up')) break;
-        if (Date.now() > deadline) throw new Error(`members not up after 60 s: ${states.filter((s) => s !== 'up').length} are not`);
-        await new Promise((r) => setTimeout(r, 250));
-      }
-    }
+    if (opts.probe === 'tcp') await waitUntilUp(() => engine.state(), 60_000);
 
     const out = (line: string): void => void process.stdout.write(`${line}\n`);
     out(

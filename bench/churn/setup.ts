@@ -4,6 +4,7 @@
 // Deterministic, so every run of the bench sends the same bytes.
 
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { createServer, type Server } from 'node:net';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -118,4 +119,48 @@ export function writeChurnSetup(opts: ChurnSetupOptions): ChurnSetup {
   const queryFile = join(opts.dir, 'queries.txt');
   writeFileSync(queryFile, `${lines.join('\n')}\n`);
   return { configFile, queryFile, queryLines: lines.length, churnLines: k, primaries };
+}
+
+/** Two listeners, one per member address, on one port: what the members' tcp probes connect to. */
+export async function probeListeners(): Promise<{ port: number; servers: Server[] }> {
+  const listen = (host: string, port: number): Promise<Server> =>
+    new Promise((resolve, reject) => {
+      const s = createServer((sock) => sock.destroy());
+      s.once('error', reject);
+      s.listen(port, host, () => resolve(s));
+    });
+  for (let attempt = 0; ; attempt++) {
+    const first = await listen(MEMBER_ADDRESSES[0], 0);
+    const addr = first.address();
+    const port = typeof addr === 'object' && addr !== null ? addr.port : 0;
+    try {
+      return { port, servers: [first, await listen(MEMBER_ADDRESSES[1], port)] };
+    } catch (err) {
+      // The port the kernel gave us on one address is taken on the other: try another.
+      first.close();
+      if (attempt >= 10) throw err;
+    }
+  }
+}
+
+export class MembersNotUp extends Error {
+  override name = 'MembersNotUp';
+  constructor(
+    message: string,
+    readonly notUp: number,
+  ) {
+    super(message);
+  }
+}
+
+/** Polls until every member of every service is up (their first probe has answered), or throws MembersNotUp after `timeoutMs`. */
+export async function waitUntilUp(state: () => { readonly services: readonly { readonly members: readonly { readonly status: string }[] }[] }, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const states = state().services.flatMap((s) => s.members.map((m) => m.status));
+    const notUp = states.filter((s) => s !== 'up').length;
+    if (notUp === 0) return;
+    if (Date.now() > deadline) throw new MembersNotUp(`members not up after ${timeoutMs / 1000} s: ${notUp} are not`, notUp);
+    await new Promise((r) => setTimeout(r, 250));
+  }
 }

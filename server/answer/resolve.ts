@@ -210,9 +210,10 @@ function hasEntry(list: readonly Entry[], owner: string, type: number): boolean 
   return false;
 }
 
-/** Offset of the target name inside each type's rdata, for additional-section processing. */
-function targetOffset(type: number): number {
+/** Offset of the name a CNAME, NS, MX or SRV rdata points to, or -1. */
+export function targetNameOffset(type: number): number {
   switch (type) {
+    case TYPE.CNAME:
     case TYPE.NS:
       return 0;
     case TYPE.MX:
@@ -230,7 +231,8 @@ function targetOffset(type: number): number {
  * wildcards and not taken from below a cut (that data is not ours to give).
  */
 function addTargetAddresses(snap: ViewSnapshot, ans: Answer, rrset: RRset, pick: number): void {
-  const off = targetOffset(rrset.type);
+  // Additional-section processing (RFC 1034 3.6.2 leaves CNAME targets to the chase in lookup()).
+  const off = rrset.type === TYPE.CNAME ? -1 : targetNameOffset(rrset.type);
   if (off < 0) return;
   for (const rdata of rrset.rdatas) {
     const target = lowerKey(readUncompressedName(rdata, off).key);

@@ -267,6 +267,21 @@ export class DrainTracker {
     return { services: out };
   }
 
+  /**
+   * The ratio of each tracked service's newest change, by service: what
+   * report(now).services[i].changes[0].ratio gives, without building the
+   * report (its every change, lagging lists and sorting) for a gauge that is
+   * refreshed every second.
+   */
+  latestRatios(): Map<string, number> {
+    const out = new Map<string, number>();
+    for (const svc of this.services.values()) {
+      const c = svc.changes[svc.changes.length - 1];
+      if (c !== undefined) out.set(svc.name, c.population.size === 0 ? 1 : c.refetched / c.population.size);
+    }
+    return out;
+  }
+
   private touchService(name: string): Service {
     const last = this.lastService;
     if (last !== undefined && last.name === name) return last;

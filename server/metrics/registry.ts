@@ -152,6 +152,34 @@ class ExternalHistogram {
   reset(): void {}
 }
 
+/**
+ * The values last set on one service's gauges. prom-client hashes the labels
+ * on every set, so setting a thousand services' gauges every second costs
+ * tens of milliseconds when almost none of them moved: only changes are set.
+ */
+interface ServiceGauges {
+  readonly labels: { readonly service: string };
+  epoch: number | undefined;
+  failedOpen: number | undefined;
+  degraded: number | undefined;
+  diverged: number | undefined;
+  /** By member id, then family. */
+  readonly members: Map<string, Map<string, MemberGauges>>;
+  /** Bumped by every update of the service; a member whose mark is older was not in the last one. */
+  mark: number;
+  /** Member gauges (member and family) held. */
+  size: number;
+}
+
+interface MemberGauges {
+  readonly member: string;
+  readonly family: string;
+  readonly labels: { readonly service: string; readonly member: string; readonly family: string };
+  up: number | undefined;
+  local: number | undefined;
+  mark: number;
+}
+
 /** A series whose labels go beyond `service`, remembered so it can be removed with its service or member. */
 interface TrackedSeries {
   readonly metric: { remove(labels: Record<string, string>): void };
@@ -197,13 +225,18 @@ export class VigilMetrics {
   private readonly failedOpenPending = new Map<string, number>();
   /** Series with labels beyond `service`, by service label (probe checks: by the service name in the member id). */
   private readonly tracked = new Map<string, Map<string, TrackedSeries>>();
-  /** Active override action by service label + NUL + member id, to replace its series when the action changes. */
-  private readonly overrides = new Map<string, OverrideAction>();
+  /** Active override action by service label, then member id, to replace its series when the action changes. */
+  private readonly overrides = new Map<string, Map<string, OverrideAction>>();
   /** Metrics whose only label is `service`, split by whether updateState owns them. */
   private readonly perServiceGauges: readonly Gauge<'service'>[];
   private readonly perServiceOthers: readonly { remove(labels: { service: string }): void }[];
-  /** Services seen by the last updateState, to drop the gauges of those no longer in the state. */
+  /** Services seen by the last updateState (and updateServices since), to drop the gauges of those no longer in the state. */
   private stateServices = new Set<string>();
+  /** What the health gauges of each service were last set to, by service label. */
+  private readonly gauges = new Map<string, ServiceGauges>();
+  /** What vigil_failover_drain_ratio was last set to, by service label. */
+  private readonly drainRatios = new Map<string, number>();
+  private readonly renderHooks: (() => void)[] = [];
 
   constructor(opts: VigilMetricsOptions) {
     const registers = [this.registry];
@@ -432,8 +465,22 @@ export class VigilMetrics {
     return this.registry.contentType;
   }
 
+  /**
+   * Runs `hook` at the start of every render(), before any series is read: a
+   * source of gauges that is cheaper to read when a scrape asks than to push
+   * on every change (the engine's state under health churn) sets them there.
+   */
+  onRender(hook: () => void): void {
+    this.renderHooks.push(hook);
+  }
+
   /** The text exposition format, for GET /metrics. */
   render(): Promise<string> {
+    try {
+      for (const hook of this.renderHooks) hook();
+    } catch (err) {
+      return Promise.reject(err);
+    }
     return this.registry.metrics();
   }
 
@@ -458,66 +505,144 @@ export class VigilMetrics {
    * Sets every health, replication and drain gauge from the engine's state
    * and the drain report (call it after each engine update). Gauges of
    * services, members and overrides missing from `state` are removed; the
-   * counters of a removed service go with removeService.
+   * counters of a removed service go with removeService. Only values that
+   * changed since the last update reach prom-client.
    */
   updateState(state: MetricsState, drain?: MetricsDrainReport): void {
     const seen = new Set<string>();
-    const touched = new Set<string>();
-    for (const s of state.services) {
-      const service = serviceLabelOf(s);
-      seen.add(service);
-      this.healthEpoch.set({ service }, s.epoch);
-      this.serviceFailedOpen.set({ service }, s.failedOpen ? 1 : 0);
-      this.serviceDegraded.set({ service }, s.degraded ? 1 : 0);
-      this.serviceDiverged.set({ service }, s.diverged ? 1 : 0);
-      for (const m of s.members) {
-        touched.add(this.memberGauge(this.memberUp, 'u', service, m.member, m.family, upValue(m.status)));
-        touched.add(this.memberGauge(this.memberLocalUp, 'l', service, m.member, m.family, upValue(m.local.status)));
-        this.setOverride(service, m.member, m.override?.action);
-        if (m.override !== undefined) touched.add(`${service}\0o|${m.member}|${m.override.action}`);
-      }
-    }
-    for (const [service, series] of this.tracked) {
-      for (const [key, t] of series) {
-        if (!t.gauge || touched.has(`${service}\0${key}`)) continue;
-        t.metric.remove(t.labels);
-        series.delete(key);
-        if (key.startsWith('o|')) this.overrides.delete(`${service}\0${t.member}`);
-      }
-    }
+    for (const s of state.services) seen.add(this.updateService(s));
+    for (const service of [...this.gauges.keys()]) if (!seen.has(service)) this.dropServiceGauges(service);
     for (const service of this.stateServices) {
       if (!seen.has(service)) for (const g of this.perServiceGauges) g.remove({ service });
     }
     this.stateServices = seen;
-
-    const rep = state.replication;
-    if (rep.redis !== 'none') {
-      this.replication();
-      this.redisConnected.set(rep.redis === 'connected' ? 1 : 0);
-      let fresh = 0;
-      let lagMs = 0;
-      let diverged = 0;
-      for (const n of rep.nodes) {
-        if (n.fresh) fresh++;
-        if (n.fresh && !n.self) lagMs = Math.max(lagMs, n.lastSeenMs);
-        if (n.diverged) diverged++;
-      }
-      this.replicationNodes.set({ state: 'fresh' }, fresh);
-      this.replicationNodes.set({ state: 'stale' }, rep.nodes.length - fresh);
-      this.replicationLag.set(lagMs / 1000);
-      this.nodesDiverged.set(diverged);
-    }
-
+    this.updateReplication(state.replication);
     for (const d of drain?.services ?? []) {
       const latest = d.changes[0];
-      if (latest !== undefined) this.drainRatio.set({ service: d.service }, latest.ratio);
+      if (latest !== undefined) this.setDrainRatio(d.service, latest.ratio);
     }
+  }
+
+  /**
+   * Sets the health gauges of these services only, as updateState would
+   * (a member missing from a service's entry loses its gauges), and the
+   * replication gauges when given; other services' gauges stay as they are.
+   * For the services whose state changed since the last update (the engine's
+   * stateChanges()): after a burst of changes to some services of thousands,
+   * the cost follows the burst.
+   */
+  updateServices(services: MetricsState['services'], replication?: MetricsState['replication']): void {
+    for (const s of services) this.stateServices.add(this.updateService(s));
+    if (replication !== undefined) this.updateReplication(replication);
+  }
+
+  /** Sets vigil_failover_drain_ratio of each service to the ratio of its newest change (DrainTracker.latestRatios()). */
+  updateDrainRatios(ratios: ReadonlyMap<string, number>): void {
+    for (const [service, ratio] of ratios) this.setDrainRatio(service, ratio);
+  }
+
+  /** Sets one service's health gauges; returns its label. */
+  private updateService(s: MetricsState['services'][number]): string {
+    const service = serviceLabelOf(s);
+    let g = this.gauges.get(service);
+    if (g === undefined) {
+      g = { labels: { service }, epoch: undefined, failedOpen: undefined, degraded: undefined, diverged: undefined, members: new Map(), mark: 0, size: 0 };
+      this.gauges.set(service, g);
+    }
+    const mark = ++g.mark;
+    if (g.epoch !== s.epoch) this.healthEpoch.set(g.labels, (g.epoch = s.epoch));
+    const failedOpen = s.failedOpen ? 1 : 0;
+    if (g.failedOpen !== failedOpen) this.serviceFailedOpen.set(g.labels, (g.failedOpen = failedOpen));
+    const degraded = s.degraded ? 1 : 0;
+    if (g.degraded !== degraded) this.serviceDegraded.set(g.labels, (g.degraded = degraded));
+    const diverged = s.diverged ? 1 : 0;
+    if (g.diverged !== diverged) this.serviceDiverged.set(g.labels, (g.diverged = diverged));
+    for (const m of s.members) {
+      let families = g.members.get(m.member);
+      if (families === undefined) {
+        families = new Map();
+        g.members.set(m.member, families);
+      }
+      let mg = families.get(m.family);
+      if (mg === undefined) {
+        mg = { member: m.member, family: m.family, labels: { service, member: m.member, family: m.family }, up: undefined, local: undefined, mark };
+        families.set(m.family, mg);
+        g.size++;
+        this.track(service, m.member, `u|${m.member}|${m.family}`, this.memberUp, mg.labels, true);
+        this.track(service, m.member, `l|${m.member}|${m.family}`, this.memberLocalUp, mg.labels, true);
+      }
+      mg.mark = mark;
+      const up = upValue(m.status);
+      if (mg.up !== up) this.memberUp.set(mg.labels, (mg.up = up));
+      const local = upValue(m.local.status);
+      if (mg.local !== local) this.memberLocalUp.set(mg.labels, (mg.local = local));
+      this.setOverride(service, m.member, m.override?.action);
+    }
+    // Usually every member was in the update: check before looking for the ones that were not.
+    if (s.members.length !== g.size) {
+      for (const [member, families] of [...g.members]) {
+        for (const mg of [...families.values()]) if (mg.mark !== mark) this.dropMemberGauges(service, g, mg);
+        // A member gone from the service altogether takes its override series along.
+        if (families.size === 0) this.setOverride(service, member, undefined);
+      }
+    }
+    return service;
+  }
+
+  private dropMemberGauges(service: string, g: ServiceGauges, mg: MemberGauges): void {
+    this.memberUp.remove(mg.labels);
+    this.memberLocalUp.remove(mg.labels);
+    const series = this.tracked.get(service);
+    series?.delete(`u|${mg.member}|${mg.family}`);
+    series?.delete(`l|${mg.member}|${mg.family}`);
+    const families = g.members.get(mg.member);
+    families?.delete(mg.family);
+    if (families?.size === 0) g.members.delete(mg.member);
+    g.size--;
+  }
+
+  /** Removes the member and override gauges of a service no longer in the state (its per-service gauges go with stateServices). */
+  private dropServiceGauges(service: string): void {
+    const g = this.gauges.get(service);
+    if (g === undefined) return;
+    for (const families of [...g.members.values()]) for (const mg of [...families.values()]) this.dropMemberGauges(service, g, mg);
+    for (const member of [...(this.overrides.get(service)?.keys() ?? [])]) this.setOverride(service, member, undefined);
+    this.gauges.delete(service);
+    const series = this.tracked.get(service);
+    if (series?.size === 0) this.tracked.delete(service);
+  }
+
+  private updateReplication(rep: MetricsState['replication']): void {
+    if (rep.redis === 'none') return;
+    this.replication();
+    this.redisConnected.set(rep.redis === 'connected' ? 1 : 0);
+    let fresh = 0;
+    let lagMs = 0;
+    let diverged = 0;
+    for (const n of rep.nodes) {
+      if (n.fresh) fresh++;
+      if (n.fresh && !n.self) lagMs = Math.max(lagMs, n.lastSeenMs);
+      if (n.diverged) diverged++;
+    }
+    this.replicationNodes.set({ state: 'fresh' }, fresh);
+    this.replicationNodes.set({ state: 'stale' }, rep.nodes.length - fresh);
+    this.replicationLag.set(lagMs / 1000);
+    this.nodesDiverged.set(diverged);
+  }
+
+  private setDrainRatio(service: string, ratio: number): void {
+    if (this.drainRatios.get(service) === ratio) return;
+    this.drainRatios.set(service, ratio);
+    this.drainRatio.set({ service }, ratio);
   }
 
   /** The service's answer changed (its health epoch is now `epoch`). */
   answerChanged(service: string, epoch?: number): void {
-    this.answerChanges.inc({ service });
-    if (epoch !== undefined) this.healthEpoch.set({ service }, epoch);
+    const g = this.gauges.get(service);
+    this.answerChanges.inc(g?.labels ?? { service });
+    if (epoch === undefined) return;
+    this.healthEpoch.set(g?.labels ?? { service }, epoch);
+    if (g !== undefined) g.epoch = epoch;
   }
 
   /** Cheap enough to call per query: a map update; prom-client sees the sum at the next scrape. */
@@ -564,8 +689,10 @@ export class VigilMetrics {
     for (const m of [...this.perServiceGauges, ...this.perServiceOthers]) m.remove({ service });
     this.failedOpenPending.delete(service);
     this.stateServices.delete(service);
+    this.gauges.delete(service);
+    this.drainRatios.delete(service);
     this.forget(service, () => true);
-    for (const key of this.overrides.keys()) if (key.startsWith(`${service}\0`)) this.overrides.delete(key);
+    this.overrides.delete(service);
     // Probe checks are filed under the name in the member ids, without "@views"; a
     // same-named service in other views keeps its gauges (they are under its own label).
     const at = service.indexOf('@');
@@ -580,25 +707,35 @@ export class VigilMetrics {
         s.metric.remove(s.labels);
         series.delete(key);
       }
-      this.overrides.delete(`${service}\0${member}`);
+      this.overrides.get(service)?.delete(member);
+    }
+    for (const g of this.gauges.values()) {
+      const families = g.members.get(member);
+      if (families === undefined) continue;
+      g.size -= families.size;
+      g.members.delete(member);
     }
   }
 
   /** The member's active override in this service, or undefined when it has none (its series is removed). */
   private setOverride(service: string, member: string, action: OverrideAction | undefined): void {
-    const at = `${service}\0${member}`;
-    const old = this.overrides.get(at);
+    let actions = this.overrides.get(service);
+    const old = actions?.get(member);
     if (old === action) return;
     if (old !== undefined) {
       this.memberOverride.remove({ service, member, action: old });
       this.tracked.get(service)?.delete(`o|${member}|${old}`);
-      this.overrides.delete(at);
+      actions!.delete(member);
     }
     if (action === undefined) return;
     const labels = { service, member, action };
     this.track(service, member, `o|${member}|${action}`, this.memberOverride, labels, true);
     this.memberOverride.set(labels, 1);
-    this.overrides.set(at, action);
+    if (actions === undefined) {
+      actions = new Map();
+      this.overrides.set(service, actions);
+    }
+    actions.set(member, action);
   }
 
   private forget(service: string, which: (s: TrackedSeries) => boolean): void {
@@ -610,14 +747,6 @@ export class VigilMetrics {
       series.delete(key);
     }
     if (series.size === 0) this.tracked.delete(service);
-  }
-
-  private memberGauge(gauge: Gauge<'service' | 'member' | 'family'>, kind: string, service: string, member: string, family: string, value: number): string {
-    const labels = { service, member, family };
-    const key = `${kind}|${member}|${family}`;
-    this.track(service, member, key, gauge, labels, true);
-    gauge.set(labels, value);
-    return `${service}\0${key}`;
   }
 
   private track(service: string, member: string, key: string, metric: TrackedSeries['metric'], labels: Record<string, string>, gauge: boolean): void {
