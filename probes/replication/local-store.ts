@@ -50,14 +50,17 @@ export class AuditRing {
   private readonly entries: AuditEntry[] = [];
   constructor(private readonly capacity = 1000) {}
 
+  // Trimmed in bulk, once it holds twice the capacity: dropping the oldest entry
+  // at every push moves the whole array, a thousand entries per override
+  // in a burst of a thousand.
   push(e: AuditEntry): void {
     this.entries.push(e);
-    if (this.entries.length > this.capacity) this.entries.splice(0, this.entries.length - this.capacity);
+    if (this.entries.length >= 2 * this.capacity) this.entries.splice(0, this.entries.length - this.capacity);
   }
 
-  /** Newest first. */
+  /** Newest first; at most `capacity`. */
   newest(count: number): AuditEntry[] {
-    const n = Math.max(0, Math.min(Math.floor(count), this.entries.length));
+    const n = Math.max(0, Math.min(Math.floor(count), this.entries.length, this.capacity));
     return this.entries.slice(this.entries.length - n).reverse();
   }
 }
@@ -170,9 +173,11 @@ export class LocalStore implements HealthStore {
   }
 
   async setOverride(o: Override): Promise<void> {
+    const replaced = this.overrideMap.get(o.member);
     this.overrideMap.set(o.member, o);
     this.events.change();
-    this.armExpiry();
+    // The timer is for the earliest expiry: only an override with one can move it (a walk over all of them).
+    if (o.expiresAt !== undefined || replaced?.expiresAt !== undefined) this.armExpiry();
     await this.audit('override.set', o.by, o.reason, overrideFields(o));
   }
 
@@ -186,7 +191,7 @@ export class LocalStore implements HealthStore {
     }
     this.overrideMap.delete(member);
     this.events.change();
-    this.armExpiry();
+    if (o.expiresAt !== undefined) this.armExpiry();
     await this.audit('override.clear', by, reason, overrideFields(o));
     return true;
   }
