@@ -26,6 +26,7 @@ import { VigilMetrics } from '../server/metrics/registry.js';
 import { respond } from '../server/answer/respond.js';
 import { LocalStore } from '../probes/replication/local-store.js';
 import type { OverrideAction } from '../probes/replication/types.js';
+import { rng } from './helpers/rng.js';
 
 const SERVICES = 40;
 
@@ -79,16 +80,6 @@ function gaugeLines(exposition: string): string[] {
     .split('\n')
     .filter((l) => l !== '' && !l.startsWith('#') && GAUGES.has(l.slice(0, l.search(/[{ ]/))))
     .sort();
-}
-
-function rng(seed: number): () => number {
-  let x = seed >>> 0 || 1;
-  return () => {
-    x ^= x << 13;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    return (x >>> 0) / 2 ** 32;
-  };
 }
 
 function aQuery(name: string, type: 'A' | 'AAAA', id = 1): Buffer {

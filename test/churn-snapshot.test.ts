@@ -24,6 +24,7 @@ import { parseQuery } from '../server/wire/query.js';
 import { formatName } from '../server/wire/name.js';
 import { healthKey, type FamilyHealth, type HealthSnapshot } from '../probes/health/state.js';
 import type { CompiledConfig, RRset } from '../zones/zone.js';
+import { rng } from './helpers/rng.js';
 
 const CONFIG = `
 views:
@@ -141,17 +142,6 @@ for (const name of NAMES) {
       });
     }
   }
-}
-
-/** Deterministic, so a failure can be run again as it was. */
-function rng(seed: number): () => number {
-  let x = seed >>> 0 || 1;
-  return () => {
-    x ^= x << 13;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    return (x >>> 0) / 2 ** 32;
-  };
 }
 
 function rrsetJson(rr: RRset): unknown {

@@ -44,10 +44,7 @@ import { startDaemon, type Daemon } from '../../server/daemon.js';
 import { newQueryInfo, respond } from '../../server/answer/respond.js';
 import type { Engine } from '../../server/engine.js';
 import { probeListeners, waitUntilUp, writeChurnSetup, type ChurnProbe } from './setup.js';
-
-class UsageError extends Error {
-  override name = 'UsageError';
-}
+import { intArg, UsageError } from '../args.js';
 
 const USAGE = `usage: node dist/bench/churn/burst-profile.js [options]
   --services N   failover services in churn.test. (1000)
@@ -70,13 +67,6 @@ interface Options {
   readonly refill: boolean;
   readonly profile: string | undefined;
   readonly top: number;
-}
-
-function intArg(v: string | undefined, name: string, def: number, min: number): number {
-  if (v === undefined) return def;
-  const n = Number(v);
-  if (!Number.isInteger(n) || n < min) throw new UsageError(`--${name} must be an integer >= ${min}, got "${v}"`);
-  return n;
 }
 
 function options(): Options {

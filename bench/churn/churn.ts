@@ -18,10 +18,7 @@ import { startDaemon, type Daemon } from '../../server/daemon.js';
 import { Churner } from './churner.js';
 import { DnsperfFailed, runDnsperf, type DnsperfResult } from './dnsperf.js';
 import { probeListeners, waitUntilUp, writeChurnSetup, type ChurnProbe } from './setup.js';
-
-class UsageError extends Error {
-  override name = 'UsageError';
-}
+import { intArg, UsageError } from '../args.js';
 
 const USAGE = `usage: node dist/bench/churn/churn.js [options]
   --duration S   seconds per dnsperf run (10)
@@ -44,13 +41,6 @@ interface Options {
   readonly probe: ChurnProbe;
   readonly port: number;
   readonly pin: boolean;
-}
-
-function intArg(v: string | undefined, name: string, def: number, min: number): number {
-  if (v === undefined) return def;
-  const n = Number(v);
-  if (!Number.isInteger(n) || n < min) throw new UsageError(`--${name} must be an integer >= ${min}, got "${v}"`);
-  return n;
 }
 
 function options(): Options {

@@ -23,10 +23,7 @@ import { repoRoot } from '../churn/setup.js';
 import { QTYPE, queryOnce } from './dnsquery.js';
 import type { PingStats } from './pinger.js';
 import { BIG_ORIGIN, hostName, writeBigZone } from './zone-gen.js';
-
-class UsageError extends Error {
-  override name = 'UsageError';
-}
+import { intArg, UsageError } from '../args.js';
 
 class PingerFailed extends Error {
   override name = 'PingerFailed';
@@ -60,13 +57,6 @@ function mem(collect: boolean): Mem {
 const fmtMem = (m: Mem): string => `rss ${(m.rss / MB).toFixed(0)} MB, heapUsed ${(m.heapUsed / MB).toFixed(0)} MB, external ${(m.external / MB).toFixed(0)} MB`;
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 const out = (line: string): void => void process.stdout.write(`${line}\n`);
-
-function intArg(v: string | undefined, name: string, def: number, min: number): number {
-  if (v === undefined) return def;
-  const n = Number(v);
-  if (!Number.isInteger(n) || n < min) throw new UsageError(`--${name} must be an integer >= ${min}, got "${v}"`);
-  return n;
-}
 
 interface Deferred<T> {
   readonly promise: Promise<T>;
