@@ -6,7 +6,7 @@
 # bench/peers/README.md.
 #
 #   bash bench/peers/run.sh [--runs N] [--duration S] [--rate QPS] [--only floor,vigil,nsd,knot,gdnsd]
-#                           [--port P] [--prime HOST:PORT] [--clients N] [--outstanding N] [--keep]
+#                           [--warmup S] [--port P] [--prime HOST:PORT] [--clients N] [--outstanding N] [--keep]
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -15,6 +15,7 @@ port=5395
 duration=10
 runs=3
 rate=""
+warmup=0
 only=""
 prime=""
 clients=4
@@ -31,6 +32,7 @@ while [ $# -gt 0 ]; do
     --runs) runs="${2:?--runs needs a value}"; shift 2 ;;
     --duration) duration="${2:?--duration needs a value}"; shift 2 ;;
     --rate) rate="${2:?--rate needs a value}"; shift 2 ;;
+    --warmup) warmup="${2:?--warmup needs a value}"; shift 2 ;;
     --only) only="${2:?--only needs a value}"; shift 2 ;;
     --port) port="${2:?--port needs a value}"; shift 2 ;;
     --prime) prime="${2:?--prime needs HOST:PORT}"; shift 2 ;;
@@ -41,6 +43,7 @@ while [ $# -gt 0 ]; do
     *) echo "unknown argument: $1" >&2; usage 2 ;;
   esac
 done
+case "$warmup" in ''|*[!0-9]*) echo "--warmup: not a number of seconds: $warmup" >&2; exit 2 ;; esac
 for n in "$runs" "$duration" "$port" "$clients" "$outstanding" ${rate:+"$rate"}; do
   case "$n" in ''|*[!0-9]*|0) echo "not a positive number: $n" >&2; exit 2 ;; esac
 done
@@ -266,7 +269,7 @@ start_row() {
 # --- Runs: round by round, each server in turn, so that a change in the
 # machine's background load spreads over every row. -------------------------
 declare -A qps=() avg=() max=() lost=() failed=()
-perf_desc="dnsperf -c $clients -q $outstanding -l $duration${rate:+ -Q $rate}"
+perf_desc="dnsperf -c $clients -q $outstanding -l $duration${rate:+ -Q $rate}$([ "$warmup" -gt 0 ] && echo ", after ${warmup} s not counted")"
 echo "$perf_desc, $(wc -l < "$queries") query lines, $runs run(s) per row, port $port" >&2
 for round in $(seq 1 "$runs"); do
   for row in "${rows[@]}"; do
@@ -278,6 +281,13 @@ for round in $(seq 1 "$runs"); do
       stop_pid "$prime_pid"
       prime_pid=""
       continue
+    fi
+    # --warmup: the same load, not counted, first. Every row starts a fresh
+    # process, and a Node process's first seconds run uncompiled code: the
+    # floor's and Vigil's first run at 20k q/s had 3-6 times the average and
+    # maximum latency of their next (bench/README.md). C servers lose nothing.
+    if [ "$warmup" -gt 0 ]; then
+      ([ "${pinned_of[$row]}" = 1 ] || perf_pin=(); duration="$warmup" run_dnsperf "$row.$round.warmup" > /dev/null) || true
     fi
     # Unpinned rows leave dnsperf to the scheduler too (emptied in the subshell only).
     stats="$([ "${pinned_of[$row]}" = 1 ] || perf_pin=(); run_dnsperf "$row.$round")" || stats=""

@@ -1,9 +1,11 @@
 // Answers made-up questions about the snapshot's own names before the first
 // real one arrives. V8 runs new code in its interpreter and compiles it only
-// once it is hot; without this, the first few thousand queries after a start
-// pay for that (dnsperf saw a 75 ms maximum in a cold first run at 20k q/s
-// and 3.5 ms in a warm one, bench/peers). The answers go nowhere and are
-// counted nowhere: respond() is pure, and no transport or observer is involved.
+// once it is hot; without this, the first queries after a start pay for that
+// in the answering code. It does not warm Node's own dgram path: a fresh
+// process still answers its first seconds slower, as the bare Node floor of
+// bench/peers does (at 20k q/s, a first 10 s run averaged 0.2-0.3 ms against
+// 0.06-0.09 ms later, for both). The answers go nowhere and are counted
+// nowhere: respond() is pure, and no transport or observer is involved.
 
 import { respond } from './respond.js';
 import type { Snapshot } from './snapshot.js';
