@@ -166,7 +166,7 @@ export async function startDaemon(file: string, log: Logger, opts: DaemonOptions
       drain,
       log,
     });
-    engine.on('snapshot', (c, a) => workers!.update(c, a));
+    engine.on('snapshot', (c, a, changed) => workers!.update(c, a, changed));
     try {
       await workers.start();
     } catch (err) {

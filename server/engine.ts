@@ -123,7 +123,8 @@ export interface EngineEvents {
    * A new snapshot is served, built from this config and these answers (by
    * serviceKey): what other serving processes need to build the same one.
    */
-  snapshot: [config: CompiledConfig, answers: ReadonlyMap<string, ServiceAnswer>];
+  /** `changed`: the service keys whose answers differ from the previous snapshot's; undefined after a start or reload (everything). */
+  snapshot: [config: CompiledConfig, answers: ReadonlyMap<string, ServiceAnswer>, changed: readonly string[] | undefined];
 }
 
 export interface EngineOptions {
@@ -830,10 +831,12 @@ export class Engine extends EventEmitter<EngineEvents> {
     let snapshot = this.snapshot;
     // Rebuilding throws away the answer memo: only when something served changed.
     if (cause === 'start' || cause === 'reload' || changed.length > 0) {
-      snapshot = this.builder.build(this.config, this.answers, cause === 'start' || cause === 'reload' ? undefined : this.unbuilt);
+      const whole = cause === 'start' || cause === 'reload';
+      const keys = whole ? undefined : [...this.unbuilt];
+      snapshot = this.builder.build(this.config, this.answers, keys);
       this.unbuilt.clear();
       this.server?.swap(snapshot);
-      this.emit('snapshot', this.config, this.answers);
+      this.emit('snapshot', this.config, this.answers, keys);
     }
     for (const c of changed) if (c.before?.summary !== c.after.summary) this.onAnswerChange(c.service, c.before, c.after, c.oldTtl, cause, now);
     this.schedule(next, now);

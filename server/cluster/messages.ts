@@ -23,7 +23,12 @@ export type ToWorker =
   /** A new config (start, reload) and the answers to serve with it; the worker says 'applied' once it serves them. */
   | { readonly type: 'config'; readonly config: ConfigOnWire; readonly answers: ReadonlyMap<string, ServiceAnswer> }
   /** Build and serve the snapshot of the last config with these answers. */
-  | { readonly type: 'answers'; readonly answers: ReadonlyMap<string, ServiceAnswer> };
+  | {
+      readonly type: 'answers';
+      readonly answers: ReadonlyMap<string, ServiceAnswer>;
+      /** The keys whose answers differ from the last answers this worker was sent; absent = build from scratch. */
+      readonly changed?: readonly string[];
+    };
 
 /** One resolver's queries for one health-driven name within a report interval. */
 export interface ServiceQueries {

@@ -47,6 +47,8 @@ interface Entry {
   config: CompiledConfig | undefined;
   /** Waiting for its 'applied'. */
   applying: boolean;
+  /** The generation of the last answers it was sent: `changed` lists are good only for the next one. */
+  generation: number;
   sender: ConfigSender;
 }
 
@@ -54,6 +56,8 @@ export class ServingWorkers {
   private readonly live = new Map<Worker, Entry>();
   private lastConfig: CompiledConfig | undefined;
   private lastAnswers: ReadonlyMap<string, ServiceAnswer> | undefined;
+  /** Counts updates: a worker that got the previous one can take a list of changed keys and rebuild only those. */
+  private generation = 0;
   /** The worker being sent a new config, one at a time (see update). */
   private delivering: { worker: Worker; timer: NodeJS.Timeout } | undefined;
   private closing = false;
@@ -90,11 +94,15 @@ export class ServingWorkers {
    * config until their turn). Workers still on the previous config get no
    * answers meant for the new one; they get the latest with their copy.
    */
-  update(config: CompiledConfig, answers: ReadonlyMap<string, ServiceAnswer>): void {
+  update(config: CompiledConfig, answers: ReadonlyMap<string, ServiceAnswer>, changed?: readonly string[]): void {
+    const previous = this.generation++;
     this.lastConfig = config;
     this.lastAnswers = answers;
     for (const [w, entry] of this.live) {
-      if (entry.config === config && !entry.applying) this.send(w, { type: 'answers', answers });
+      if (entry.config !== config || entry.applying) continue;
+      const incremental = changed !== undefined && entry.generation === previous;
+      entry.generation = this.generation;
+      this.send(w, incremental ? { type: 'answers', answers, changed } : { type: 'answers', answers });
     }
     this.deliverNext();
   }
@@ -118,6 +126,7 @@ export class ServingWorkers {
     const config = this.lastConfig!;
     entry.config = config;
     entry.applying = true;
+    entry.generation = this.generation;
     this.send(w, { type: 'config', config: entry.sender.encode(config), answers: this.lastAnswers! });
   }
 
@@ -126,7 +135,10 @@ export class ServingWorkers {
     const entry = this.live.get(w);
     if (entry !== undefined && entry.applying) {
       entry.applying = false;
-      if (entry.config === this.lastConfig) this.send(w, { type: 'answers', answers: this.lastAnswers! });
+      if (entry.config === this.lastConfig) {
+        entry.generation = this.generation;
+        this.send(w, { type: 'answers', answers: this.lastAnswers! });
+      }
     }
     if (this.delivering?.worker === w) {
       clearTimeout(this.delivering.timer);
@@ -154,7 +166,7 @@ export class ServingWorkers {
 
   private fork(): Promise<void> {
     const w = cluster.fork();
-    const entry: Entry = { startedAt: Date.now(), listening: false, config: undefined, applying: false, sender: new ConfigSender() };
+    const entry: Entry = { startedAt: Date.now(), listening: false, config: undefined, applying: false, generation: -1, sender: new ConfigSender() };
     this.live.set(w, entry);
     const { log } = this.opts;
     const listening = new Promise<void>((resolve, reject) => {

@@ -6,7 +6,7 @@
 // for health-driven names, rate-limit actions) goes back every REPORT_MS.
 
 import type { Logger } from 'pino';
-import { adoptProcessCookieSecret, buildSnapshot, type Snapshot } from '../answer/snapshot.js';
+import { adoptProcessCookieSecret, SnapshotBuilder, type Snapshot } from '../answer/snapshot.js';
 import type { ServiceAnswer } from '../answer/policy/types.js';
 import { listenUdp, type UdpListener } from '../transport/udp.js';
 import { limiterFor } from '../server.js';
@@ -53,6 +53,7 @@ export function runWorker(log: Logger): Promise<number> {
   let listen: readonly { host: string; port: number }[] = [];
 
   const zones = new ConfigReceiver();
+  const snapshots = new SnapshotBuilder();
   const stats = new QueryStats();
   const asked = new Map<string, { label: string; client: string; first: number; last: number }>();
   const failedOpen = new Map<string, number>();
@@ -90,11 +91,12 @@ export function runWorker(log: Logger): Promise<number> {
   };
   const timer = setInterval(report, REPORT_MS);
 
-  const serve = (answers: ReadonlyMap<string, ServiceAnswer>): void => {
+  const serve = (answers: ReadonlyMap<string, ServiceAnswer>, changed?: readonly string[]): void => {
     if (config === undefined) return;
     // Observations of one interval describe one answer: the drain tracker times re-fetches against changes.
     report();
-    current = buildSnapshot(config, answers);
+    // Incremental when the primary says which keys changed, as the primary's own engine does.
+    current = snapshots.build(config, answers, changed);
     rrl = limiterFor(current.rateLimit, rrl);
     observer.snapshotChanged?.(current);
   };
@@ -140,7 +142,7 @@ export function runWorker(log: Logger): Promise<number> {
           send({ type: 'applied' });
           break;
         case 'answers':
-          serve(m.answers);
+          serve(m.answers, m.changed);
           break;
       }
       // Bound only once there is a snapshot, so it never answers from nothing.
