@@ -4,14 +4,14 @@
 // inputs give the same output. See README.md for the rules.
 
 import type { CompiledService, Family } from '../../../zones/service.js';
-import { healthKey, type HealthSnapshot, type HealthStatus } from '../../../probes/health/state.js';
+import type { HealthSnapshot, HealthStatus } from '../../../probes/health/state.js';
 import { failoverFamily } from './failover.js';
-import { addressesOf, FAMILIES, lcm, statusFromHealth, uniq, type FamilyOutcome, type StatusOf } from './members.js';
+import { addressesOf, DistinctList, FAMILIES, lcm, memberHealthKey, statusFromHealth, type FamilyOutcome, type StatusOf } from './members.js';
 import { multivalueFamily } from './multivalue.js';
 import { recordsAnswer } from './records.js';
 import { baseTtl, capTtl, wouldCap } from './ttl.js';
 import type { AnswerSet, FamilyRuntime, ServiceAnswer, ServiceRuntime } from './types.js';
-import { combineFamilies, MAX_ROTATIONS, MAX_TABLE } from './variants.js';
+import { combineFamilies, MAX_ROTATIONS, MAX_TABLE, sameVariants } from './variants.js';
 import { weightedFamily } from './weighted.js';
 
 /** The answer before TTL, degraded and the settle window: what health and failback decide. */
@@ -28,19 +28,39 @@ interface Decision {
 
 type PriorFamilies = Record<Family, FamilyRuntime>;
 
-function stripUndefined<T extends object>(o: T): T {
-  return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as T;
+type Mutable<T> = { -readonly [K in keyof T]: T[K] };
+
+// The runtime objects below are built field by field, leaving out the fields
+// that are undefined (callers compare runtimes deep-equal, where a present
+// `undefined` would differ from an absent field). This runs for every service
+// of a churn burst, where a generic strip (entries, filter, fromEntries) was a
+// visible share of the time and the garbage.
+
+/** A FamilyRuntime with only the defined fields, in the contract's order. */
+function familyRuntime(activePriority: number | undefined, ramp: FamilyRuntime['ramp'], waitingSince: number | undefined): FamilyRuntime {
+  const r: Mutable<FamilyRuntime> = {};
+  if (activePriority !== undefined) r.activePriority = activePriority;
+  if (ramp !== undefined) r.ramp = ramp;
+  if (waitingSince !== undefined) r.waitingSince = waitingSince;
+  return r;
 }
 
 /** Per-family failover state; a runtime without `families` seeds both from its top-level fields. */
 function priorFamilies(runtime: ServiceRuntime): PriorFamilies {
   if (runtime.families !== undefined) return { v4: runtime.families.v4 ?? {}, v6: runtime.families.v6 ?? {} };
-  const seed: FamilyRuntime = stripUndefined({ activePriority: runtime.activePriority, ramp: runtime.ramp, waitingSince: runtime.waitingSince });
+  const seed = familyRuntime(runtime.activePriority, runtime.ramp, runtime.waitingSince);
   return { v4: seed, v6: seed };
 }
 
+/** The earlier of two optional instants. */
+function earliest(a: number | undefined, b: number | undefined): number | undefined {
+  return a === undefined ? b : b === undefined ? a : Math.min(a, b);
+}
+
 function familySummary(f: Family, o: FamilyOutcome): string | undefined {
-  const addrs = uniq(o.variants.flat()).sort();
+  const distinct = new DistinctList();
+  for (const v of o.variants) distinct.addAll(v);
+  const addrs = distinct.items.sort();
   if (addrs.length === 0 && o.note === undefined) return undefined; // the service has no address in this family
   return `${f}=${addrs.join(',')}${o.note !== undefined ? ` (${o.note})` : ''}`;
 }
@@ -76,33 +96,45 @@ function decide(service: CompiledService, statusOf: StatusOf, approvedAt: number
       }
       break;
   }
-  const parts = [familySummary('v4', o4), familySummary('v6', o6)].filter((s): s is string => s !== undefined);
-  const steps = [o4.recomputeAt, o6.recomputeAt].filter((t): t is number => t !== undefined);
-  const families = service.policy === 'failover' ? stripUndefined({ v4: o4.state, v6: o6.state }) : undefined;
-  return {
+  const s4 = familySummary('v4', o4);
+  const s6 = familySummary('v6', o6);
+  const d: Mutable<Decision> = {
     variants: combineFamilies(o4.variants, o6.variants, cap),
     failedOpen: o4.failedOpen || o6.failedOpen,
     holding: o4.holding || o6.holding,
-    summary: parts.length > 0 ? parts.join(' ') : 'no addresses',
-    ...(families !== undefined ? { families } : {}),
-    ...(steps.length > 0 ? { stepAt: Math.min(...steps) } : {}),
+    summary: s4 !== undefined && s6 !== undefined ? `${s4} ${s6}` : (s4 ?? s6 ?? 'no addresses'),
   };
+  if (service.policy === 'failover') {
+    const families: Mutable<NonNullable<Decision['families']>> = {};
+    if (o4.state !== undefined) families.v4 = o4.state;
+    if (o6.state !== undefined) families.v6 = o6.state;
+    d.families = families;
+  }
+  const stepAt = earliest(o4.recomputeAt, o6.recomputeAt);
+  if (stepAt !== undefined) d.stepAt = stepAt;
+  return d;
 }
 
-/** The top-level fields of the contract mirror the per-family state, v4 first. */
-function mirror(families: Decision['families']): Pick<ServiceRuntime, 'activePriority' | 'ramp' | 'waitingSince' | 'families'> {
-  if (families === undefined) return {};
-  const fs = [families.v4, families.v6].filter((f): f is FamilyRuntime => f !== undefined);
-  const waits = fs.map((f) => f.waitingSince).filter((t): t is number => t !== undefined);
-  return stripUndefined({
-    activePriority: fs.find((f) => f.activePriority !== undefined)?.activePriority,
-    ramp: fs.find((f) => f.ramp !== undefined)?.ramp,
-    waitingSince: waits.length > 0 ? Math.min(...waits) : undefined,
-    families,
-  });
+/**
+ * The runtime to carry to the next computation. Its top-level failover fields
+ * mirror the per-family state, v4 first (waitingSince the earlier of the two).
+ */
+function nextRuntime(families: Decision['families'], changedAt: number | undefined, summary: string): ServiceRuntime {
+  const r: Mutable<ServiceRuntime> = {};
+  if (families !== undefined) {
+    const { v4, v6 } = families;
+    const activePriority = v4?.activePriority ?? v6?.activePriority;
+    const ramp = v4?.ramp ?? v6?.ramp;
+    const waitingSince = earliest(v4?.waitingSince, v6?.waitingSince);
+    if (activePriority !== undefined) r.activePriority = activePriority;
+    if (ramp !== undefined) r.ramp = ramp;
+    if (waitingSince !== undefined) r.waitingSince = waitingSince;
+    r.families = families;
+  }
+  if (changedAt !== undefined) r.changedAt = changedAt;
+  r.summary = summary;
+  return r;
 }
-
-const variantsKey = (v: readonly AnswerSet[]): string => JSON.stringify(v);
 
 /**
  * The answer of `service` at `now`. `runtime` is what the previous call
@@ -120,11 +152,13 @@ export function computeServiceAnswer(service: CompiledService, health: HealthSna
   const settleEnd = changedAt !== undefined ? changedAt + service.settleMs : undefined;
   const settling = settleEnd !== undefined && now < settleEnd;
 
-  const anyDown = service.members.some((m) => FAMILIES.some((f) => addressesOf(m, f).length > 0 && statusOf(m, f) === 'down'));
+  let anyDown = false;
+  for (const m of service.members) {
+    for (const f of FAMILIES) if (addressesOf(m, f).length > 0 && statusOf(m, f) === 'down') anyDown = true;
+  }
   const degraded = anyDown || d.failedOpen || d.holding || settling;
 
-  const scheduled = [d.stepAt, settling ? settleEnd : undefined].filter((t): t is number => t !== undefined);
-  const recomputeAt = scheduled.length > 0 ? Math.min(...scheduled) : undefined;
+  const recomputeAt = earliest(d.stepAt, settling ? settleEnd : undefined);
 
   // The TTL must not outlive the next possible change of this answer's records:
   // the next ramp step, and each change in progress (nextChangeAt) that would
@@ -134,23 +168,18 @@ export function computeServiceAnswer(service: CompiledService, health: HealthSna
   // every change, which is load and no faster failover).
   const base = baseTtl(service, degraded);
   const limits = d.stepAt !== undefined ? [d.stepAt] : [];
-  const key = variantsKey(d.variants);
   for (const m of service.members) {
     for (const f of FAMILIES) {
       if (addressesOf(m, f).length === 0) continue;
-      const at = health.members.get(healthKey(m.id, f))?.nextChangeAt;
+      const at = health.members.get(memberHealthKey(m, f))?.nextChangeAt;
       if (at === undefined || !wouldCap(capTtl(base, now, limits), now, at)) continue;
       const flipped: HealthStatus = statusOf(m, f) === 'down' ? 'up' : 'down';
       const alt = decide(service, (mm, ff) => (mm === m && ff === f ? flipped : statusOf(mm, ff)), approvedAt, runtime, now);
-      if (variantsKey(alt.variants) !== key) limits.push(at);
+      if (!sameVariants(alt.variants, d.variants)) limits.push(at);
     }
   }
 
-  const next: ServiceRuntime = {
-    ...mirror(d.families),
-    ...(changedAt !== undefined ? { changedAt } : {}),
-    summary: d.summary,
-  };
+  const next = nextRuntime(d.families, changedAt, d.summary);
   return {
     variants: d.variants,
     ttl: capTtl(base, now, limits),

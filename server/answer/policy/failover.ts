@@ -16,6 +16,31 @@ import {
 import { spread } from './variants.js';
 import type { FamilyRuntime } from './types.js';
 
+interface PriorityGroup {
+  readonly priority: number;
+  size: number;
+  /** The group's served members, in config order. */
+  readonly served: CompiledMember[];
+}
+
+/**
+ * The members grouped by priority, best (lowest) first, each group's served
+ * members read once: the policy asks about the same groups several times. An
+ * array rather than a Map: a service has a few groups, and this runs for
+ * every service of a churn burst.
+ */
+function priorityGroups(members: readonly CompiledMember[], family: Family, statusOf: StatusOf): PriorityGroup[] {
+  const groups: PriorityGroup[] = [];
+  for (const m of members) {
+    let g: PriorityGroup | undefined;
+    for (const x of groups) if (x.priority === m.priority) g = x;
+    if (g === undefined) groups.push((g = { priority: m.priority, size: 0, served: [] }));
+    g.size++;
+    if (isServed(statusOf(m, family))) g.served.push(m);
+  }
+  return groups.sort((a, b) => a.priority - b.priority);
+}
+
 export function failoverFamily(
   service: CompiledService,
   family: Family,
@@ -27,19 +52,15 @@ export function failoverFamily(
   const members = membersIn(service, family);
   if (members.length === 0) return NO_ADDRESSES;
 
-  const groups = new Map<number, CompiledMember[]>();
-  for (const m of members) {
-    const g = groups.get(m.priority);
-    if (g === undefined) groups.set(m.priority, [m]);
-    else g.push(m);
-  }
-  const priorities = [...groups.keys()].sort((a, b) => a - b);
-  const servedIn = (p: number): CompiledMember[] => (groups.get(p) ?? []).filter((m) => isServed(statusOf(m, family)));
+  const groups = priorityGroups(members, family, statusOf);
+  const priorities = groups.map((g) => g.priority);
+  const groupOf = (p: number): PriorityGroup | undefined => groups.find((g) => g.priority === p);
+  const servedIn = (p: number): readonly CompiledMember[] => groupOf(p)?.served ?? [];
   // A group smaller than min_healthy qualifies when all its members are served,
   // or a one-member backup group under min_healthy: 2 could never serve.
   const qualifies = (p: number): boolean => {
-    const g = groups.get(p);
-    return g !== undefined && servedIn(p).length >= Math.min(service.minHealthy, g.length);
+    const g = groupOf(p);
+    return g !== undefined && g.served.length >= Math.min(service.minHealthy, g.size);
   };
   const serve = (p: number): string[] => addressesOfAll(servedIn(p), family);
   const settled = (p: number): FamilyOutcome => ({ variants: [serve(p)], failedOpen: false, holding: false, state: { activePriority: p } });

@@ -10,9 +10,27 @@ export const FAMILIES: readonly Family[] = ['v4', 'v6'];
 /** The status a policy sees for one member in one family. */
 export type StatusOf = (member: CompiledMember, family: Family) => HealthStatus;
 
+// healthKey builds a new string on every call, and a new string must be hashed
+// again by every Map lookup; a computation reads each member's health several
+// times and a churn burst computes thousands of services. So the two keys of a
+// member are made once and kept with it. A CompiledMember is never modified
+// (a reload compiles new ones), so an entry cannot go stale, and the WeakMap
+// lets it go with the config that made it.
+const healthKeys = new WeakMap<CompiledMember, readonly [v4: string, v6: string]>();
+
+/** healthKey(m.id, f), made once per member. */
+export function memberHealthKey(m: CompiledMember, f: Family): string {
+  let keys = healthKeys.get(m);
+  if (keys === undefined) {
+    keys = [healthKey(m.id, 'v4'), healthKey(m.id, 'v6')];
+    healthKeys.set(m, keys);
+  }
+  return f === 'v4' ? keys[0] : keys[1];
+}
+
 /** Reads the snapshot; a member without a verdict has the service's initialState. */
 export function statusFromHealth(service: CompiledService, health: HealthSnapshot): StatusOf {
-  return (m, f) => health.members.get(healthKey(m.id, f))?.status ?? service.initialState;
+  return (m, f) => health.members.get(memberHealthKey(m, f))?.status ?? service.initialState;
 }
 
 /** Served = not down: 'unknown' is served, so a restart does not empty the answers. */
@@ -29,13 +47,47 @@ export function membersIn(service: CompiledService, f: Family): CompiledMember[]
   return service.members.filter((m) => addressesOf(m, f).length > 0);
 }
 
-/** First occurrence wins; order kept. */
-export function uniq(xs: Iterable<string>): string[] {
-  return [...new Set(xs)];
+/** Up to this many entries a linear scan beats building a Set. */
+const SCAN_LIMIT = 16;
+
+/**
+ * A list without repeats, first occurrence wins, order kept. An answer holds a
+ * handful of addresses, for which a scan of the list is cheaper than a Set
+ * (and allocates nothing); a Set takes over past SCAN_LIMIT entries so long
+ * lists stay linear.
+ */
+export class DistinctList {
+  readonly items: string[] = [];
+  private seen: Set<string> | undefined;
+
+  add(x: string): void {
+    if (this.seen !== undefined) {
+      if (this.seen.has(x)) return;
+      this.seen.add(x);
+    } else {
+      if (this.items.includes(x)) return;
+      if (this.items.length >= SCAN_LIMIT) this.seen = new Set(this.items).add(x);
+    }
+    this.items.push(x);
+  }
+
+  addAll(xs: Iterable<string>): void {
+    for (const x of xs) this.add(x);
+  }
 }
 
+/** First occurrence wins; order kept. */
+export function uniq(xs: Iterable<string>): string[] {
+  const d = new DistinctList();
+  d.addAll(xs);
+  return d.items;
+}
+
+/** The members' addresses in family `f`, in member order, without repeats. */
 export function addressesOfAll(members: readonly CompiledMember[], f: Family): string[] {
-  return uniq(members.flatMap((m) => addressesOf(m, f)));
+  const d = new DistinctList();
+  for (const m of members) d.addAll(addressesOf(m, f));
+  return d.items;
 }
 
 export function gcd(a: number, b: number): number {

@@ -75,3 +75,33 @@ export function combineFamilies(v4: readonly (readonly string[])[], v6: readonly
   for (let i = 0; i < n; i++) out.push({ v4: [...(v4[i % k4] ?? [])], v6: [...(v6[i % k6] ?? [])], srv: [], mx: [] });
   return out;
 }
+
+function sameList(a: readonly string[], b: readonly string[]): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
+
+/**
+ * Whether two variant lists hand out the same records in the same order.
+ * Field by field rather than comparing JSON texts: the TTL cap compares an
+ * answer with each alternative, and serialising both every time was a
+ * visible share of a churn burst.
+ */
+export function sameVariants(a: readonly AnswerSet[], b: readonly AnswerSet[]): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) {
+    const x = a[i]!;
+    const y = b[i]!;
+    if (!sameList(x.v4, y.v4) || !sameList(x.v6, y.v6) || x.srv.length !== y.srv.length || x.mx.length !== y.mx.length) return false;
+    for (let j = 0; j < x.srv.length; j++) {
+      const s = x.srv[j]!;
+      const t = y.srv[j]!;
+      if (s.priority !== t.priority || s.weight !== t.weight || s.port !== t.port || s.target !== t.target) return false;
+    }
+    for (let j = 0; j < x.mx.length; j++) {
+      if (x.mx[j]!.preference !== y.mx[j]!.preference || x.mx[j]!.exchange !== y.mx[j]!.exchange) return false;
+    }
+  }
+  return true;
+}
