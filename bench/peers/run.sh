@@ -269,7 +269,8 @@ start_row() {
 # --- Runs: round by round, each server in turn, so that a change in the
 # machine's background load spreads over every row. -------------------------
 declare -A qps=() avg=() max=() lost=() failed=()
-perf_desc="dnsperf -c $clients -q $outstanding -l $duration${rate:+ -Q $rate}$([ "$warmup" -gt 0 ] && echo ", after ${warmup} s not counted")"
+perf_desc="dnsperf -c $clients -q $outstanding -l $duration${rate:+ -Q $rate}"
+[ "$warmup" -eq 0 ] || perf_desc+=", after ${warmup} s not counted"
 echo "$perf_desc, $(wc -l < "$queries") query lines, $runs run(s) per row, port $port" >&2
 for round in $(seq 1 "$runs"); do
   for row in "${rows[@]}"; do
