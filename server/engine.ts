@@ -122,8 +122,9 @@ export interface EngineEvents {
   /**
    * A new snapshot is served, built from this config and these answers (by
    * serviceKey): what other serving processes need to build the same one.
+   * `changed`: the service keys whose answers differ from the previous
+   * snapshot's; undefined after a start or reload (everything).
    */
-  /** `changed`: the service keys whose answers differ from the previous snapshot's; undefined after a start or reload (everything). */
   snapshot: [config: CompiledConfig, answers: ReadonlyMap<string, ServiceAnswer>, changed: readonly string[] | undefined];
 }
 
