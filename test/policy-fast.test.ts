@@ -8,35 +8,16 @@ import { addressesOfAll, DistinctList, memberHealthKey, uniq } from '../server/a
 import { sameVariants } from '../server/answer/policy/variants.js';
 import type { AnswerSet } from '../server/answer/policy/types.js';
 import { healthKey, type FamilyHealth, type HealthSnapshot, type HealthStatus } from '../probes/health/state.js';
-import type { CompiledMember, CompiledService, ProbeSpec } from '../zones/service.js';
+import type { CompiledMember, CompiledService } from '../zones/service.js';
+import { T0, member as fixtureMember, service } from './helpers/policy-fixtures.js';
 
-const PROBE: ProbeSpec = { type: 'tcp', params: { port: 80 }, intervalMs: 500, timeoutMs: 1000, recheckMs: 200, jitterMs: 50, rise: 3, fall: 5 };
-const T0 = 1_700_000_000_000;
-
+// Members named by their id, as in a config without service prefixes: health() below takes ids.
 function member(id: string, v4: string[], v6: string[] = [], priority = 1): CompiledMember {
-  return { id, name: id, v4, v6, priority, weight: 1, probe: PROBE, probeKey: `${v4.join(',')}|${v6.join(',')}` };
+  return { ...fixtureMember(id, { v4, v6, priority }), id };
 }
 
 function failover(members: readonly CompiledMember[], minHealthy = 1): CompiledService {
-  return {
-    name: '\x03www\x07example\x04test\x00',
-    zone: '\x07example\x04test\x00',
-    views: [],
-    kind: 'address',
-    policy: 'failover',
-    ttl: 300,
-    degradedTtl: 30,
-    settleMs: 0,
-    minHealthy,
-    maxAnswers: 8,
-    count: 1,
-    whenAllDown: { mode: 'fail_open' },
-    failback: { mode: 'immediate' },
-    damping: { enabled: false, penalty: 1000, suppress: 2000, reuse: 750, halfLifeMs: 60_000 },
-    initialState: 'unknown',
-    where: { file: 'vigil.yaml', line: 1 },
-    members,
-  };
+  return service({ members, minHealthy, settleMs: 0, damping: { enabled: false, penalty: 1000, suppress: 2000, reuse: 750, halfLifeMs: 60_000 } });
 }
 
 function health(down: readonly string[]): HealthSnapshot {
