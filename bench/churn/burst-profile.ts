@@ -43,7 +43,7 @@ import { pino } from 'pino';
 import { startDaemon, type Daemon } from '../../server/daemon.js';
 import { newQueryInfo, respond } from '../../server/answer/respond.js';
 import type { Engine } from '../../server/engine.js';
-import { probeListeners, waitUntilUp, writeChurnSetup, type ChurnProbe } from './setup.js';
+import { churnArgs, probeListeners, waitUntilUp, writeChurnSetup, type ChurnProbe } from './setup.js';
 import { intArg, UsageError } from '../args.js';
 
 const USAGE = `usage: node dist/bench/churn/burst-profile.js [options]
@@ -88,11 +88,7 @@ function options(): Options {
     process.stdout.write(`${USAGE}\n`);
     process.exit(0);
   }
-  const services = intArg(values.services, 'services', 1000, 1);
-  const flips = intArg(values.flips, 'flips', services, 1);
-  if (flips > services) throw new UsageError(`--flips ${flips} is more than --services ${services}`);
-  const probe = values.probe ?? 'tcp';
-  if (probe !== 'tcp' && probe !== 'none') throw new UsageError(`--probe must be tcp or none, got "${probe}"`);
+  const { services, flips, probe } = churnArgs(values, (n) => n, 1);
   return {
     services,
     flips,

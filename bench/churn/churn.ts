@@ -17,7 +17,7 @@ import { pino } from 'pino';
 import { startDaemon, type Daemon } from '../../server/daemon.js';
 import { Churner } from './churner.js';
 import { DnsperfFailed, runDnsperf, type DnsperfResult } from './dnsperf.js';
-import { probeListeners, waitUntilUp, writeChurnSetup, type ChurnProbe } from './setup.js';
+import { churnArgs, probeListeners, waitUntilUp, writeChurnSetup, type ChurnProbe } from './setup.js';
 import { intArg, UsageError } from '../args.js';
 
 const USAGE = `usage: node dist/bench/churn/churn.js [options]
@@ -62,11 +62,7 @@ function options(): Options {
     process.stdout.write(`${USAGE}\n`);
     process.exit(0);
   }
-  const services = intArg(values.services, 'services', 1000, 1);
-  const flips = intArg(values.flips, 'flips', Math.min(1000, services), 0);
-  if (flips > services) throw new UsageError(`--flips ${flips} is more than --services ${services}: each flip is one service's primary`);
-  const probe = values.probe ?? 'tcp';
-  if (probe !== 'tcp' && probe !== 'none') throw new UsageError(`--probe must be tcp or none, got "${probe}"`);
+  const { services, flips, probe } = churnArgs(values, (n) => Math.min(1000, n), 0);
   return {
     durationS: intArg(values.duration, 'duration', 10, 1),
     rounds: intArg(values.rounds, 'rounds', 3, 1),

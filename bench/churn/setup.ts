@@ -7,8 +7,26 @@ import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:net';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { intArg, UsageError } from '../args.js';
 
 export type ChurnProbe = 'tcp' | 'none';
+
+/**
+ * --services, --flips and --probe, which every churn script takes alike: at
+ * most one flip per service (each flip is one service's primary).
+ */
+export function churnArgs(
+  values: { readonly services?: string | undefined; readonly flips?: string | undefined; readonly probe?: string | undefined },
+  flipsDefault: (services: number) => number,
+  flipsMin: number,
+): { services: number; flips: number; probe: ChurnProbe } {
+  const services = intArg(values.services, 'services', 1000, 1);
+  const flips = intArg(values.flips, 'flips', flipsDefault(services), flipsMin);
+  if (flips > services) throw new UsageError(`--flips ${flips} is more than --services ${services}: each flip is one service's primary`);
+  const probe = values.probe ?? 'tcp';
+  if (probe !== 'tcp' && probe !== 'none') throw new UsageError(`--probe must be tcp or none, got "${probe}"`);
+  return { services, flips, probe };
+}
 
 export interface ChurnSetupOptions {
   readonly dir: string;
