@@ -7,7 +7,7 @@
 // nodes. Nothing here runs per query.
 
 import { EventEmitter } from 'node:events';
-import { createHash } from 'node:crypto';
+import { hash } from 'node:crypto';
 import { pino, type Logger } from 'pino';
 import { HealthMonitor, type CheckEvent } from '../probes/monitor.js';
 import { healthKey, type FamilyHealth, type HealthSnapshot } from '../probes/health/state.js';
@@ -164,7 +164,7 @@ const DIVERGENCE_CHECK_MS = 1_000;
 type Cause = 'start' | 'health' | 'replication' | 'reload' | 'schedule';
 
 function hashSummary(summary: string): string {
-  return createHash('sha256').update(summary).digest('hex').slice(0, 16);
+  return hash('sha256', summary).slice(0, 16);
 }
 
 /**
@@ -277,6 +277,20 @@ interface Prepared {
 
 /** Services computed in one turn by a recompute spread over turns (EngineOptions.recomputeChunk). */
 const RECOMPUTE_CHUNK = 200;
+/** Answer changes reported (epoch claimed, logged, event emitted) in one turn; see reportChanges. */
+const REPORT_SLICE = 100;
+
+/** An answer change committed and not yet reported. */
+interface PendingChange {
+  readonly service: CompiledService;
+  /** Taken at the commit: a reload before the report must not change whose change it is. */
+  readonly info: ServiceInfo;
+  readonly before: ServiceAnswer | undefined;
+  readonly after: ServiceAnswer;
+  readonly oldTtl: number;
+  readonly cause: Cause;
+  readonly at: number;
+}
 
 /** What the last consensus was computed from: the same inputs give the same result, so it is kept. */
 interface ConsensusInputs {
@@ -305,7 +319,10 @@ export class Engine extends EventEmitter<EngineEvents> {
    * drain of the next change is measured against this, not the last TTL.
    */
   private readonly cachedUntil = new Map<string, number>();
-  private readonly epochChains = new Map<string, Promise<void>>();
+  /** Answer changes committed and not yet reported, oldest first, from `reportedUpTo` on (see reportChanges). */
+  private pendingChanges: PendingChange[] = [];
+  private reportedUpTo = 0;
+  private reporting: Promise<void> | undefined;
   private consensus: ConsensusResult;
   private overridden: HealthSnapshot;
   private activeOverrides: ReadonlyMap<string, Override> = new Map();
@@ -644,7 +661,7 @@ export class Engine extends EventEmitter<EngineEvents> {
     this.servedImmediate = undefined;
     await this.server?.close();
     await this.monitor.close();
-    await Promise.allSettled([...this.epochChains.values()]);
+    await this.reporting;
     await this.store.close();
   }
 
@@ -867,11 +884,13 @@ export class Engine extends EventEmitter<EngineEvents> {
     this.spreadDone = new Promise<void>((r) => (done = r));
     try {
       for (let i = 0; i < p.todo.length; i += this.spreadChunk) {
-        if (i > 0) {
-          await new Promise((r) => setImmediate(r));
-          if (this.spreading !== token || this.closed) return;
-        }
+        // prepare() went over every member and override: the first chunk waits for the next turn too.
+        await new Promise((r) => setImmediate(r));
+        if (this.spreading !== token || this.closed) return;
+        const from = p.results.length;
         for (const service of p.todo.slice(i, i + this.spreadChunk)) this.computeOne(p, service);
+        // The records of the new answers are made now rather than in the commit's turn.
+        for (const r of p.results.slice(from)) this.builder.stage(this.config, r.service, r.answer);
       }
       this.spreading = undefined;
       this.snapshot = this.commit(p);
@@ -901,52 +920,82 @@ export class Engine extends EventEmitter<EngineEvents> {
     }
   }
 
-  private onAnswerChange(service: CompiledService, before: ServiceAnswer | undefined, after: ServiceAnswer, oldTtl: number, cause: string, at: number): void {
-    const info = this.index().info.get(service)!;
+  private onAnswerChange(service: CompiledService, before: ServiceAnswer | undefined, after: ServiceAnswer, oldTtl: number, cause: Cause, at: number): void {
+    this.pendingChanges.push({ service, info: this.index().info.get(service)!, before, after, oldTtl, cause, at });
+    this.reporting ??= this.reportChanges();
+  }
+
+  /**
+   * Reports committed answer changes: claims each one's epoch, logs it and
+   * emits answerChange (the drain tracker and the metrics listen). A burst
+   * commits a thousand changes at once, and reporting them all in the
+   * commit's turn held the loop for 20-30 ms while queries waited; they are
+   * reported REPORT_SLICE per turn instead, from the turn after the commit,
+   * in commit order (so the epochs of one service follow the order of its
+   * changes). The snapshot is served already: only the reporting lags.
+   */
+  private async reportChanges(): Promise<void> {
+    try {
+      while (this.reportedUpTo < this.pendingChanges.length && !this.closed) {
+        await new Promise((r) => setImmediate(r));
+        const end = Math.min(this.pendingChanges.length, this.reportedUpTo + REPORT_SLICE);
+        const slice = this.pendingChanges.slice(this.reportedUpTo, end);
+        this.reportedUpTo = end;
+        if (end === this.pendingChanges.length) {
+          this.pendingChanges = [];
+          this.reportedUpTo = 0;
+        }
+        const epochs = await Promise.all(slice.map((c) => this.claimEpoch(c)));
+        if (this.closed) return;
+        for (let i = 0; i < slice.length; i++) this.reportChange(slice[i]!, epochs[i]);
+        this.publishServedSoon();
+      }
+    } finally {
+      this.reporting = undefined;
+    }
+  }
+
+  /** The change's epoch from the store; undefined when the store failed (reportChange then counts on locally). */
+  private async claimEpoch(c: PendingChange): Promise<number | undefined> {
+    const info = c.info;
+    try {
+      return await this.store.claimEpoch(info.key, hashSummary(c.after.summary));
+    } catch (err) {
+      this.log.warn({ err, service: info.name }, 'could not claim an epoch; keeping a local one');
+      return undefined;
+    }
+  }
+
+  private reportChange(c: PendingChange, claimed: number | undefined): void {
+    const { service, info, before, after } = c;
     const key = info.key;
-    const name = info.name;
-    const prior = this.epochChains.get(key) ?? Promise.resolve();
-    // Claims for one service run in order, so epochs follow the order of the changes.
-    const chain = prior.then(async () => {
-      let epoch: number;
-      try {
-        epoch = await this.store.claimEpoch(key, hashSummary(after.summary));
-      } catch (err) {
-        this.log.warn({ err, service: name }, 'could not claim an epoch; keeping a local one');
-        epoch = (this.epochs.get(key) ?? 0) + 1;
-      }
-      if (this.closed) return;
-      this.epochs.set(key, epoch);
-      this.touched(key);
-      this.publishServedSoon();
-      const change: AnswerChange = {
-        service: name,
-        label: info.label,
-        key,
-        views: service.views,
-        from: before?.summary ?? null,
-        to: after.summary,
-        ttl: after.ttl,
-        oldTtl,
-        epoch,
-        at,
-        failedOpen: after.failedOpen,
-        degraded: after.degraded,
-        cause,
-      };
-      // Failing open hands out members known to be down: an operator must see it.
-      // The fields are made only for a level that is logged: a burst makes a thousand of these.
-      if (this.log.isLevelEnabled(after.failedOpen ? 'warn' : 'info')) {
-        const fields = { ...change, key: undefined, label: undefined, at: undefined };
-        if (after.failedOpen) this.log.warn(fields, 'answer changed: no member healthy, failing open');
-        else this.log.info(fields, 'answer changed');
-      }
-      this.emit('answerChange', change);
-    });
-    this.epochChains.set(key, chain);
-    void chain.finally(() => {
-      if (this.epochChains.get(key) === chain) this.epochChains.delete(key);
-    });
+    // Reported in order, so a service's epoch here is that of its previous change.
+    const epoch = claimed ?? (this.epochs.get(key) ?? 0) + 1;
+    this.epochs.set(key, epoch);
+    this.touched(key);
+    const change: AnswerChange = {
+      service: info.name,
+      label: info.label,
+      key,
+      views: service.views,
+      from: before?.summary ?? null,
+      to: after.summary,
+      ttl: after.ttl,
+      oldTtl: c.oldTtl,
+      epoch,
+      at: c.at,
+      failedOpen: after.failedOpen,
+      degraded: after.degraded,
+      cause: c.cause,
+    };
+    // Failing open hands out members known to be down: an operator must see it.
+    // The fields are made only for a level that is logged: a burst makes a thousand of these.
+    if (this.log.isLevelEnabled(after.failedOpen ? 'warn' : 'info')) {
+      const fields = { ...change, key: undefined, label: undefined, at: undefined };
+      if (after.failedOpen) this.log.warn(fields, 'answer changed: no member healthy, failing open');
+      else this.log.info(fields, 'answer changed');
+    }
+    this.emit('answerChange', change);
   }
 
   /**

@@ -14,7 +14,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pino } from 'pino';
 import { loadConfig } from '../zones/load.js';
-import { Engine, type ServiceState } from '../server/engine.js';
+import { Engine, type AnswerChange, type ServiceState } from '../server/engine.js';
 import { LocalStore } from '../probes/replication/local-store.js';
 import type { AuditEntry, HealthStore, NodeIdentity, NodeReport, Override, StoreEvents, Verdict } from '../probes/replication/types.js';
 
@@ -25,6 +25,10 @@ class ScriptedStore implements HealthStore {
   private readonly local: LocalStore;
   private readonly events = new EventEmitter();
   private remote: readonly NodeReport[] = [];
+  /** Epoch claims fail (Redis erroring): the engine must count on by itself. */
+  failClaims = false;
+  /** Epoch claims take this long (a round trip to Redis). */
+  claimDelayMs = 0;
 
   constructor(readonly node: NodeIdentity) {
     this.local = new LocalStore(node);
@@ -45,7 +49,9 @@ class ScriptedStore implements HealthStore {
   reports(): readonly NodeReport[] {
     return this.remote;
   }
-  claimEpoch(service: string, hash: string): Promise<number> {
+  async claimEpoch(service: string, hash: string): Promise<number> {
+    if (this.claimDelayMs > 0) await new Promise((r) => setTimeout(r, this.claimDelayMs));
+    if (this.failClaims) throw new Error('claims fail');
     return this.local.claimEpoch(service, hash);
   }
   overrides(): readonly Override[] {
@@ -79,7 +85,7 @@ class ScriptedStore implements HealthStore {
 const SERVICES = 10;
 const STALE_MS = 2000;
 
-const YAML = `listen: ["127.0.0.1:0"]
+const yaml = (services: number): string => `listen: ["127.0.0.1:0"]
 node: { id: alpha, pop: one }
 replication: { quorum: 1, heartbeat: 500ms, stale_after: ${STALE_MS}ms }
 zones:
@@ -87,7 +93,7 @@ zones:
     records: ["@ 3600 IN SOA ns1 hostmaster 1 7200 3600 1209600 300", "@ 3600 IN NS ns1", "ns1 3600 IN A 192.0.2.53"]
 services:
 ${Array.from(
-  { length: SERVICES },
+  { length: services },
   (_, i) => `  - name: s${i}.churn.test.
     settle: 0s
     failback: immediate
@@ -96,6 +102,7 @@ ${Array.from(
       - { name: b, addresses: ["10.2.${i}.2"], priority: 2 }`,
 ).join('\n')}
 `;
+const YAML = yaml(SERVICES);
 
 function comparable(s: ServiceState): unknown {
   return { name: s.name, answer: s.answer, ttl: s.ttl, degraded: s.degraded, failedOpen: s.failedOpen, members: s.members.map((m) => [m.member, m.family, m.status, m.held]) };
@@ -235,4 +242,76 @@ t.test('a large recompute spread over turns: answers committed all at once, equa
   // Nothing half-done is committed later.
   await new Promise((r) => setTimeout(r, 50));
   t.same(answers(), initial, 'the dropped recompute left nothing behind');
+});
+
+t.test("a burst of answer changes is reported a slice per turn after the swap, each service's epochs in order", async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'vigil-churn-engine-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const N = 250;
+  writeFileSync(join(dir, 'vigil.yaml'), yaml(N));
+  const { config } = await loadConfig(join(dir, 'vigil.yaml'));
+  const store = new ScriptedStore(config.operations.replication.node);
+  const engine = new Engine(config, { store, logger: pino({ level: 'silent' }) });
+  t.teardown(() => engine.close());
+
+  // Numbers the turns of the event loop, to say which turn each report came in.
+  let turn = 0;
+  let ticking = true;
+  const tick = (): void => {
+    turn++;
+    if (ticking) setImmediate(tick);
+  };
+  setImmediate(tick);
+  t.teardown(() => (ticking = false));
+  const seen: { change: AnswerChange; turn: number; served: string }[] = [];
+  engine.on('answerChange', (change) => {
+    const i = Number(/^s(\d+)\./.exec(change.service)![1]);
+    seen.push({ change, turn, served: engine.state().services[i]!.answer });
+  });
+  const reported = async (n: number): Promise<void> => {
+    for (let i = 0; i < 2000 && seen.length < n; i++) await new Promise((r) => setImmediate(r));
+  };
+  // The start's answers are reported too (from nothing to the first answer).
+  await reported(N);
+  const start = seen.splice(0);
+  t.equal(start.length, N, 'the first answers are reported');
+  const epochAt = new Map(start.map((s) => [s.change.service, s.change.epoch]));
+
+  await Promise.all(Array.from({ length: N }, (_, i) => engine.setOverride({ member: `s${i}.churn.test./a`, action: 'force_down', reason: 'burst', by: 'test' })));
+  const committedAt = turn;
+  await reported(N);
+  t.equal(seen.length, N, `every change is reported (${seen.length})`);
+  t.ok(seen.every((s) => s.served === s.change.to), 'each report comes after its answer is served');
+  t.ok(seen.every((s) => s.turn > committedAt), "none in the commit's own turn");
+  const perTurn = new Map<number, number>();
+  for (const s of seen) perTurn.set(s.turn, (perTurn.get(s.turn) ?? 0) + 1);
+  t.ok(perTurn.size >= 3 && Math.max(...perTurn.values()) <= 100, `spread over turns: ${[...perTurn.values()].join(', ')} reports a turn`);
+  t.ok(
+    seen.every((s) => s.change.epoch === epochAt.get(s.change.service)! + 1),
+    'each service one epoch further',
+  );
+  for (const s of seen) epochAt.set(s.change.service, s.change.epoch);
+
+  // Two changes of one service reported together (the slice before is still waiting for its claim),
+  // the store failing every claim: the epochs the engine counts by itself follow the order of the changes.
+  seen.length = 0;
+  store.failClaims = true;
+  store.claimDelayMs = 50;
+  await engine.clearOverride('s8.churn.test./a', 'test', 'back');
+  await new Promise((r) => setImmediate(r));
+  await engine.clearOverride('s7.churn.test./a', 'test', 'back');
+  await engine.setOverride({ member: 's7.churn.test./a', action: 'force_down', reason: 'again', by: 'test' });
+  await reported(3);
+  for (let i = 0; i < 50 && seen.length < 3; i++) await new Promise((r) => setTimeout(r, 20));
+  const e = epochAt.get('s7.churn.test.')!;
+  t.same(
+    seen.map((s) => [s.change.service, s.change.from, s.change.to, s.change.epoch]),
+    [
+      ['s8.churn.test.', 'v4=10.2.8.2', 'v4=10.2.8.1', epochAt.get('s8.churn.test.')! + 1],
+      ['s7.churn.test.', 'v4=10.2.7.2', 'v4=10.2.7.1', e + 1],
+      ['s7.churn.test.', 'v4=10.2.7.1', 'v4=10.2.7.2', e + 2],
+    ],
+    'all reported, in order, with increasing epochs',
+  );
+  t.equal(new Set(seen.slice(1).map((s) => s.turn)).size, 1, 'the two changes of one service were reported together');
 });

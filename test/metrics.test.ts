@@ -488,7 +488,12 @@ t.test('control-plane metrics: state, probes, config, drain, cleanup', async (t)
   t.equal(value(e, 'vigil_health_epoch', { service: 'www.failover.test.' }), 8);
   t.equal(value(e, 'vigil_failed_open_answers_total', { service: 'www.failover.test.' }), 5);
   metrics.failedOpenAnswer('www.failover.test.');
-  t.equal(value(await scrape(), 'vigil_failed_open_answers_total', { service: 'www.failover.test.' }), 6, 'pending answers add up across scrapes');
+  metrics.answerChanged('www.failover.test.', 9);
+  metrics.answerChanged('www.failover.test.', 10);
+  const e2 = await scrape();
+  t.equal(value(e2, 'vigil_failed_open_answers_total', { service: 'www.failover.test.' }), 6, 'pending answers add up across scrapes');
+  t.equal(value(e2, 'vigil_answer_changes_total', { service: 'www.failover.test.' }), 3, 'answer changes between scrapes are all counted');
+  t.equal(value(e2, 'vigil_health_epoch', { service: 'www.failover.test.' }), 10, 'the epoch is the last change\'s');
   t.equal(value(e, 'vigil_failover_drain_time_seconds_count', { service: 'www.failover.test.' }), 1);
   t.equal(value(e, 'vigil_failover_drain_time_seconds_bucket', { service: 'www.failover.test.', le: '60' }), 1);
   t.equal(value(e, 'vigil_failover_drain_time_seconds_bucket', { service: 'www.failover.test.', le: '30' }), 0);
@@ -506,7 +511,8 @@ t.test('control-plane metrics: state, probes, config, drain, cleanup', async (t)
   metrics.configReloaded(true, 'cccc3333');
   t.equal(series(await scrape(), 'vigil_config_info').length, 1, 'still one after a third config');
 
-  // removeService: nothing of the service is left.
+  // removeService: nothing of the service is left, changes counted since the last scrape included.
+  metrics.answerChanged('www.failover.test.', 11);
   metrics.removeService('www.failover.test.');
   e = await scrape();
   const left = [...e.samples.keys()].filter((k) => k.includes('www.failover.test.'));

@@ -245,6 +245,10 @@ async function main(): Promise<void> {
     out(summary('no-churn'));
     out(summary('churn'));
     out(`ratio churn/no-churn throughput ${(q1 / q0).toFixed(3)}`);
+    // Each churn run against the no-churn run just before it: on a machine whose speed drifts
+    // (a shared VM), the pairs are steadier than the medians of runs minutes apart.
+    const pairs = of('churn').map((c, i) => c.perf.qps / of('no-churn')[i]!.perf.qps);
+    out(`per round ${pairs.map((x) => x.toFixed(2)).join(' ')}, median ${median(pairs).toFixed(3)}`);
     const batches = of('churn').flatMap((r) => r.batchMs);
     if (batches.length > 0) {
       const m = mean(batches);

@@ -334,6 +334,12 @@ interface Built {
  */
 export class SnapshotBuilder {
   private last: Built | undefined;
+  /**
+   * Nodes made by stage() ahead of a build, by the answer they were made
+   * from, then by view (as snapshot.views). Keyed by answer object so that a
+   * staged answer never built (a recompute dropped unfinished) costs nothing.
+   */
+  private staged = new WeakMap<ServiceAnswer, readonly (ZoneNode | undefined)[]>();
 
   /**
    * The snapshot of `config` with `answers`. `changed`: serviceKeys of the
@@ -386,7 +392,7 @@ export class SnapshotBuilder {
           tops.set(service.zone, top);
         }
         // The empty non-terminals above it are there already: the config, so the names, did not change.
-        top.set(service.name, serviceNode(overlay.base, service, answer));
+        top.set(service.name, this.staged.get(answer)?.[i] ?? serviceNode(overlay.base, service, answer));
       }
       for (const [origin, top] of tops) {
         const base = prevOverlays.get(origin)!.base;
@@ -419,7 +425,28 @@ export class SnapshotBuilder {
     return snapshot;
   }
 
+  /**
+   * Makes the records of a service's new answer now, for the next build() of
+   * the same config to take instead of making them (build() gives the same
+   * snapshot either way). The engine computes a burst's answers over several
+   * turns and swaps the snapshot in one: what is staged as each answer is
+   * computed is work taken out of that one turn.
+   */
+  stage(config: CompiledConfig, service: CompiledService, answer: ServiceAnswer): void {
+    const last = this.last;
+    if (last === undefined || last.config !== config || this.staged.has(answer)) return;
+    this.staged.set(
+      answer,
+      last.snapshot.views.map((view, i) => {
+        const overlay = serviceInView(service, view.name) ? last.overlays[i]!.get(service.zone) : undefined;
+        return overlay === undefined ? undefined : serviceNode(overlay.base, service, answer);
+      }),
+    );
+  }
+
   private full(config: CompiledConfig, answers: ReadonlyMap<string, ServiceAnswer>): Snapshot {
+    // Staged nodes are by view index of the config they were staged for.
+    this.staged = new WeakMap();
     const chaos = chaosRecords(config);
     const used = new Map<string, ServiceAnswer>();
     const byKey = new Map<string, CompiledService>();

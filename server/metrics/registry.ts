@@ -223,6 +223,8 @@ export class VigilMetrics {
   private replicationRegistered = false;
   /** Failed-open answers counted per query by the caller, added to the counter at scrape time. */
   private readonly failedOpenPending = new Map<string, number>();
+  /** Answer changes since the last scrape, by service label: how many, and the epoch of the last (see answerChanged). */
+  private readonly changesPending = new Map<string, { n: number; epoch: number | undefined }>();
   /** Series with labels beyond `service`, by service label (probe checks: by the service name in the member id). */
   private readonly tracked = new Map<string, Map<string, TrackedSeries>>();
   /** Active override action by service label, then member id, to replace its series when the action changes. */
@@ -477,6 +479,7 @@ export class VigilMetrics {
   /** The text exposition format, for GET /metrics. */
   render(): Promise<string> {
     try {
+      this.flushAnswerChanges();
       for (const hook of this.renderHooks) hook();
     } catch (err) {
       return Promise.reject(err);
@@ -636,13 +639,31 @@ export class VigilMetrics {
     this.drainRatio.set({ service }, ratio);
   }
 
-  /** The service's answer changed (its health epoch is now `epoch`). */
+  /**
+   * The service's answer changed (its health epoch is now `epoch`). A burst
+   * reports a thousand of these at once, and prom-client hashes the labels
+   * on every inc and set: they are counted here and handed to prom-client
+   * when /metrics is scraped (render), as failed-open answers are.
+   */
   answerChanged(service: string, epoch?: number): void {
-    const g = this.gauges.get(service);
-    this.answerChanges.inc(g?.labels ?? { service });
-    if (epoch === undefined) return;
-    this.healthEpoch.set(g?.labels ?? { service }, epoch);
-    if (g !== undefined) g.epoch = epoch;
+    const p = this.changesPending.get(service);
+    if (p === undefined) this.changesPending.set(service, { n: 1, epoch });
+    else {
+      p.n++;
+      if (epoch !== undefined) p.epoch = epoch;
+    }
+  }
+
+  private flushAnswerChanges(): void {
+    for (const [service, p] of this.changesPending) {
+      const g = this.gauges.get(service);
+      const labels = g?.labels ?? { service };
+      this.answerChanges.inc(labels, p.n);
+      if (p.epoch === undefined) continue;
+      this.healthEpoch.set(labels, p.epoch);
+      if (g !== undefined) g.epoch = p.epoch;
+    }
+    this.changesPending.clear();
   }
 
   /** Cheap enough to call per query: a map update; prom-client sees the sum at the next scrape. */
@@ -688,6 +709,7 @@ export class VigilMetrics {
   removeService(service: string): void {
     for (const m of [...this.perServiceGauges, ...this.perServiceOthers]) m.remove({ service });
     this.failedOpenPending.delete(service);
+    this.changesPending.delete(service);
     this.stateServices.delete(service);
     this.gauges.delete(service);
     this.drainRatios.delete(service);
