@@ -529,6 +529,8 @@ export class Engine extends EventEmitter<EngineEvents> {
     const reasons: string[] = [];
     if (this.server === undefined) reasons.push('listeners not started');
     if (!this.monitor.running) reasons.push('probe worker not running');
+    const pending = this.config.pendingZones;
+    if (pending !== undefined) reasons.push(`zones not loaded yet: ${[...pending].map(formatName).join(', ')}`);
     return { ready: reasons.length === 0, reasons };
   }
 
@@ -947,7 +949,9 @@ export class Engine extends EventEmitter<EngineEvents> {
         }
         const epochs = await Promise.all(slice.map((c) => this.claimEpoch(c)));
         if (this.closed) return;
-        for (let i = 0; i < slice.length; i++) this.reportChange(slice[i]!, epochs[i]);
+        // A reload since may have removed the service (and its metrics and drain series): nothing to report then.
+        const byKey = this.index().byKey;
+        for (let i = 0; i < slice.length; i++) if (byKey.has(slice[i]!.info.key)) this.reportChange(slice[i]!, epochs[i]);
         this.publishServedSoon();
       }
     } finally {

@@ -266,7 +266,7 @@ t.test("a burst of answer changes is reported a slice per turn after the swap, e
   const seen: { change: AnswerChange; turn: number; served: string }[] = [];
   engine.on('answerChange', (change) => {
     const i = Number(/^s(\d+)\./.exec(change.service)![1]);
-    seen.push({ change, turn, served: engine.state().services[i]!.answer });
+    seen.push({ change, turn, served: engine.state().services[i]?.answer ?? 'not in the config' });
   });
   const reported = async (n: number): Promise<void> => {
     for (let i = 0; i < 2000 && seen.length < n; i++) await new Promise((r) => setImmediate(r));
@@ -314,4 +314,18 @@ t.test("a burst of answer changes is reported a slice per turn after the swap, e
     'all reported, in order, with increasing epochs',
   );
   t.equal(new Set(seen.slice(1).map((s) => s.turn)).size, 1, 'the two changes of one service were reported together');
+
+  // A reload that removes services before their changes are reported: theirs are not (their metrics
+  // and drain series are gone with them), the others' are.
+  store.failClaims = false;
+  store.claimDelayMs = 0;
+  seen.length = 0;
+  writeFileSync(join(dir, 'fewer.yaml'), yaml(200));
+  const fewer = (await loadConfig(join(dir, 'fewer.yaml'))).config;
+  await Promise.all(Array.from({ length: N }, (_, i) => engine.clearOverride(`s${i}.churn.test./a`, 'test', 'back')));
+  engine.reload(fewer);
+  for (let i = 0; i < 20; i++) await new Promise((r) => setImmediate(r));
+  const names = new Set(seen.map((s) => s.change.service));
+  t.ok(names.has('s0.churn.test.') && names.has('s199.churn.test.'), `the changes of services kept are reported (${names.size})`);
+  t.notOk([...names].some((n) => Number(/^s(\d+)\./.exec(n)![1]) >= 200), 'none of a service the reload removed');
 });
