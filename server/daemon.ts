@@ -1,7 +1,11 @@
 // `vigil serve`: load the config file, start the engine, the admin API and
 // the metrics listener, and reload on SIGHUP or POST /reload. A config that
 // fails to load is refused with every error logged, and the running one keeps
-// serving. This is the one place that wires observers to the engine's events.
+// serving. Zone files over DEFER_ZONE_BYTES are loaded after the server
+// answers the rest (their names answer SERVFAIL meanwhile, and /ready says
+// not ready): a restart beside a million-record zone is not 12 s of silence
+// for every other zone. This is the one place that wires observers to the
+// engine's events.
 
 import type { Logger } from 'pino';
 import { loadConfig, formatErrors } from '../zones/load.js';
@@ -44,7 +48,15 @@ export interface DaemonOptions {
    * sockets. Needs a cluster-capable entry point (the vigil CLI). Default 1.
    */
   readonly workers?: number;
+  /** Zone files larger than this load after the server started answering (default DEFER_ZONE_BYTES; Infinity: never). */
+  readonly deferZonesOver?: number;
 }
+
+/**
+ * Zone files above this size (about 200,000 records, 2-3 s to load here) are
+ * loaded after the server starts answering the other zones.
+ */
+export const DEFER_ZONE_BYTES = 8 * 1024 * 1024;
 
 /** Every Nth query is logged for a sample share of 1/N: a counter costs less than a random draw per query. */
 export function queryLogger(sample: number, log: Logger): QueryObserver | undefined {
@@ -103,7 +115,8 @@ export async function startDaemon(file: string, log: Logger, opts: DaemonOptions
   const adjust = opts.adjust ?? ((c: CompiledConfig) => c);
   let loaded;
   try {
-    loaded = await loadConfig(file);
+    const over = opts.deferZonesOver ?? DEFER_ZONE_BYTES;
+    loaded = await loadConfig(file, Number.isFinite(over) ? { deferZonesOver: over } : {});
   } catch (err) {
     throw new ConfigRefused(formatErrors(err));
   }
@@ -177,12 +190,16 @@ export async function startDaemon(file: string, log: Logger, opts: DaemonOptions
   log.info({ udp: workers !== undefined ? config.server.listen.map((l, i) => ({ address: l.host, port: server.addresses.tcp[i]!.port })) : server.addresses.udp, tcp: server.addresses.tcp, workers: opts.workers ?? 1, zones: config.zones.size, services: config.services.length, hash: config.hash, node: ops.node.id, pop: ops.node.pop, redis: ops.replication.redis !== undefined }, 'listening');
 
   let inFlight: Promise<{ ok: boolean; errors?: string }> | undefined;
+  let closed = false;
   const reload = (): Promise<{ ok: boolean; errors?: string }> => {
     // Two reloads at once would race to swap; the second waits for the first's result.
     inFlight ??= (async () => {
+      const pending = config.pendingZones;
       try {
         // Zones whose file, origin and bytes are unchanged are taken from the serving config, not parsed again.
         const { config: next, warnings } = await loadConfig(file, { previous: config });
+        // Closed while it loaded (a large zone takes seconds): nothing to swap into.
+        if (closed) return { ok: false, errors: 'closed' };
         for (const w of warnings) log.warn({ config: file }, w);
         const adjusted = adjust(next);
         if (JSON.stringify(adjusted.server.listen) !== JSON.stringify(config.server.listen)) {
@@ -211,7 +228,9 @@ export async function startDaemon(file: string, log: Logger, opts: DaemonOptions
       } catch (err) {
         const errors = formatErrors(err);
         metrics.configReloaded(false);
-        log.error({ errors }, 'reload refused; the previous config keeps serving');
+        if (pending !== undefined) {
+          log.error({ errors, pending: [...pending].map(formatName) }, 'reload refused; the zones not loaded yet keep answering SERVFAIL and the others keep serving');
+        } else log.error({ errors }, 'reload refused; the previous config keeps serving');
         return { ok: false, errors };
       } finally {
         inFlight = undefined;
@@ -261,6 +280,15 @@ export async function startDaemon(file: string, log: Logger, opts: DaemonOptions
     await engine.close();
     throw err;
   }
+  const pending = config.pendingZones;
+  if (pending !== undefined) {
+    // The complete config, loaded as a reload loads it: the zones already served are reused, the
+    // large ones parsed in slices between which queries are answered. A reload asked for meanwhile waits for it.
+    log.info({ zones: [...pending].map(formatName), overBytes: opts.deferZonesOver ?? DEFER_ZONE_BYTES }, 'large zones load now; their names answer SERVFAIL until then');
+    void reload().then((r) => {
+      if (r.ok) log.info({ zones: [...pending].map(formatName) }, 'large zones loaded');
+    });
+  }
   return {
     engine,
     server,
@@ -270,6 +298,7 @@ export async function startDaemon(file: string, log: Logger, opts: DaemonOptions
     drain,
     reload,
     async close() {
+      closed = true;
       await admin?.close();
       await opsServer?.close();
       await workers?.close();

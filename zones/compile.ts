@@ -485,6 +485,11 @@ export interface ConfigInputs {
   operations?: OperationsInputs;
   /** Positions in the config file, for zone-wide errors; without it they point at line 0 (the whole file). */
   locate?: (path: ConfigPath) => Position;
+  /**
+   * Indexes in raw.zones of zones left out for now (loaded after the server
+   * started): compiled as pendingZones, with the services inside them left out too.
+   */
+  deferred?: ReadonlySet<number>;
 }
 
 export function compileConfig(raw: RawConfig, configFile: string, inputs: ConfigInputs): CompileResult<CompiledConfig> {
@@ -510,6 +515,7 @@ export function compileConfig(raw: RawConfig, configFile: string, inputs: Config
   const claims = new Map<string, { index: number; views: readonly string[] | undefined }[]>();
   // Zones with `transfer`, and their index in raw.zones: checked against the services once those are placed.
   const transferable = new Map<Zone, number>();
+  const pending = new Set<string>();
   const hash = createHash('sha256').update(inputs.configBytes);
   raw.zones.forEach((rz, i) => {
     const origin = lowerKey(parseName(absolute(rz.origin)));
@@ -530,6 +536,12 @@ export function compileConfig(raw: RawConfig, configFile: string, inputs: Config
       return;
     }
     claims.set(origin, [...(claims.get(origin) ?? []), { index: i, views }]);
+    if (inputs.deferred?.has(i) === true) {
+      // Not the hash of the complete config: /metrics and the logs tell the two apart.
+      hash.update(`\ndeferred ${origin}`);
+      pending.add(origin);
+      return;
+    }
     const transfer = rz.transfer === undefined ? undefined : compileTransfer(rz.transfer.allow, ['zones', i, 'transfer', 'allow'], report);
     const loaded = inputs.zones[i];
     if (!loaded) return;
@@ -558,7 +570,16 @@ export function compileConfig(raw: RawConfig, configFile: string, inputs: Config
     }
     return m;
   };
-  const services = placeServices(analysis.services, viewNames, zonesIn, report);
+  // A service in a zone not loaded yet comes with that zone.
+  const inPending = (name: string): boolean => {
+    for (let k: string | undefined = name; k !== undefined; k = parentKey(k)) {
+      if (zones.has(k) || [...viewZones.values()].some((m) => m.has(k!))) return false;
+      if (pending.has(k)) return true;
+    }
+    return false;
+  };
+  const drafts = pending.size === 0 ? analysis.services : analysis.services.filter((d) => !inPending(d.service.name));
+  const services = placeServices(drafts, viewNames, zonesIn, report);
   refuseTransfersOfServices(transferable, services, viewNames, zonesIn, report);
   if (errors.length) return { value: undefined, errors, warnings };
 
@@ -572,6 +593,7 @@ export function compileConfig(raw: RawConfig, configFile: string, inputs: Config
     views: analysis.views,
     services,
     operations,
+    ...(pending.size > 0 ? { pendingZones: pending } : {}),
   };
   return { value: config, errors, warnings };
 }

@@ -4,7 +4,7 @@
 // reload either swaps in a complete, checked snapshot or changes nothing.
 
 import { createHash } from 'node:crypto';
-import { readFile } from 'node:fs/promises';
+import { readFile, stat } from 'node:fs/promises';
 import { readFileSync } from 'node:fs';
 import { dirname, isAbsolute, join, resolve as resolvePath } from 'node:path';
 import type { CompiledConfig, Zone, ZoneNode } from './zone.js';
@@ -15,7 +15,7 @@ import { parseMasterFileCollect, parseMasterFileSteps, ZoneFileError, ZoneFileEr
 import { runSliced } from './steps.js';
 import { parseTtl } from './rdata-text.js';
 import { DnsError } from '../server/wire/errors.js';
-import { lowerKey, parseName } from '../server/wire/name.js';
+import { isSubdomain, lowerKey, parseName } from '../server/wire/name.js';
 
 /** TTL of records written in the config without one when the zone sets no `ttl`; Knot DNS's default $TTL. */
 export const DEFAULT_RECORD_TTL = 3600;
@@ -35,6 +35,15 @@ export interface LoadOptions {
    * file instead of a full load.
    */
   previous?: CompiledConfig;
+  /**
+   * Leave out zone files larger than this many bytes, for a start that
+   * answers the other zones while they load (server/daemon.ts): the config
+   * lists them in pendingZones, and the services inside them are left out.
+   * Only zones shared by every view, with no view's own zone at or under
+   * their origin, are left out (their services are then the same in every
+   * view). Undefined: every zone is loaded.
+   */
+  deferZonesOver?: number;
 }
 
 // How each zone compiled from a file was made, keyed by its node map: that map
@@ -67,9 +76,11 @@ export async function loadConfig(path: string, opts: LoadOptions = {}): Promise<
 
   // Zones load concurrently, each into its own error list, so the report keeps config order.
   const reuse = reusable(opts.previous);
+  const deferred = opts.deferZonesOver === undefined ? new Set<number>() : await deferrable(parsed, opts.deferZonesOver);
   const loads = await Promise.all(
     parsed.raw.zones.map(async (rz, i) => {
       const errors: ConfigError[] = [];
+      if (deferred.has(i)) return { zone: undefined, errors };
       const zone = await loadZone(parsed, rz, i, errors, reuse);
       return { zone: errors.length ? undefined : zone, errors };
     }),
@@ -78,10 +89,30 @@ export async function loadConfig(path: string, opts: LoadOptions = {}): Promise<
   const zones = loads.map((l) => l.zone);
   const dir = dirname(path);
   const operations = { env: process.env, readFile: (f: string) => readFileSync(resolvePath(dir, f), 'utf8') };
-  const result = compileConfig(parsed.raw, path, { configBytes, zones, locate: parsed.locate, operations });
+  const result = compileConfig(parsed.raw, path, { configBytes, zones, locate: parsed.locate, operations, deferred });
   errors.push(...result.errors);
   if (errors.length || !result.value) throw new ConfigErrors(byFileThenLine(errors, path, parsed.raw.zones, zones));
   return { config: result.value, warnings: result.warnings.map((w) => w.message) };
+}
+
+/** Indexes of the zones LoadOptions.deferZonesOver leaves out. A file that cannot be read is not: loading it reports why. */
+async function deferrable(parsed: ParsedConfig, overBytes: number): Promise<Set<number>> {
+  const out = new Set<number>();
+  const zones = parsed.raw.zones;
+  const origins = zones.map((rz) => lowerKey(parseName(absolute(rz.origin))));
+  await Promise.all(
+    zones.map(async (rz, i) => {
+      if (rz.file === undefined || rz.views !== undefined) return;
+      if (zones.some((other, j) => other.views !== undefined && isSubdomain(origins[j]!, origins[i]!))) return;
+      const file = isAbsolute(rz.file) ? rz.file : join(dirname(parsed.file), rz.file);
+      const size = await stat(file).then(
+        (s) => s.size,
+        () => 0,
+      );
+      if (size > overBytes) out.add(i);
+    }),
+  );
+  return out;
 }
 
 // Problems go into `errors`, which belongs to this zone alone. A zone with any

@@ -104,4 +104,10 @@ export interface CompiledConfig {
   readonly services: readonly CompiledService[];
   /** Node identity, replication, metrics and admin listeners, logging. */
   readonly operations: OperationsSettings;
+  /**
+   * Origin keys of zones left out to be loaded after the server started
+   * (LoadOptions.deferZonesOver): their names answer SERVFAIL until a config
+   * with them is swapped in. Absent in a complete config.
+   */
+  readonly pendingZones?: ReadonlySet<string>;
 }

@@ -182,17 +182,23 @@ async function main(): Promise<void> {
     );
     mem(true);
 
-    // 2. The daemon: start to first answer from the big zone.
+    // 2. The daemon: start to the first answer from the example zone (the big one loads after:
+    // server/daemon.ts DEFER_ZONE_BYTES), then to the first from the big zone.
     const log = pino({ level: 'error' }, process.stderr);
     t = performance.now();
     daemon = await startDaemon(configFile, log, { levelFixed: true });
     const startMs = performance.now() - t;
     const dnsPort = daemon.server.addresses.udp[0]?.port;
     if (dnsPort === undefined) throw new Error('the daemon has no UDP listener');
+    const other = await queryOnce('127.0.0.1', dnsPort, 'example.test.', QTYPE.SOA);
+    const otherMs = performance.now() - t;
     const probeName = hostName(zone.lastHost);
-    const first = await queryOnce('127.0.0.1', dnsPort, probeName, QTYPE.A);
+    const first = await firstAnswer(dnsPort, probeName);
     const firstMs = performance.now() - t;
-    out(`startDaemon: ${startMs.toFixed(0)} ms; first answer (${probeName} A: rcode ${first.rcode}, ${first.answers} answer) ${firstMs.toFixed(0)} ms after the start`);
+    out(
+      `startDaemon: ${startMs.toFixed(0)} ms; example.test. SOA (rcode ${other.rcode}) ${otherMs.toFixed(0)} ms after the start; ` +
+        `first answer from the big zone (${probeName} A: rcode ${first.rcode}, ${first.answers} answer, after ${first.servfails} SERVFAIL) ${firstMs.toFixed(0)} ms after the start`,
+    );
     const mServing = mem(true);
     out(`  serving:       ${fmtMem(mServing)}`);
 
@@ -299,8 +305,13 @@ async function clusterRun(o: { configFile: string; exampleFile: string; bigFile:
   });
   await expect('listening', 1);
   if (port === undefined) throw new Error('vigil serve did not log its port');
-  const first = await queryOnce('127.0.0.1', port, hostName(Math.floor(o.records * 0.6)), QTYPE.A, 60_000);
-  out(`vigil serve --workers ${o.workers}: first answer (rcode ${first.rcode}) ${((performance.now() - t0) / 1000).toFixed(1)} s after the start; ${rssTree(child.pid!)}`);
+  const other = await queryOnce('127.0.0.1', port, 'example.test.', QTYPE.SOA, 60_000);
+  const otherS = (performance.now() - t0) / 1000;
+  const first = await firstAnswer(port, hostName(Math.floor(o.records * 0.6)));
+  out(
+    `vigil serve --workers ${o.workers}: example.test. SOA (rcode ${other.rcode}) ${otherS.toFixed(1)} s after the start; ` +
+      `first answer from the big zone (rcode ${first.rcode}, after ${first.servfails} SERVFAIL) ${((performance.now() - t0) / 1000).toFixed(1)} s after the start; ${rssTree(child.pid!)}`,
+  );
 
   await reloadScenarios(o.exampleFile, o.bigFile, async (label) => {
     const p = startPinger(port!, o.every, o.children);
@@ -325,6 +336,17 @@ async function clusterRun(o: { configFile: string; exampleFile: string; bigFile:
   });
   child.kill('SIGTERM');
   await new Promise((r) => child.once('exit', r));
+}
+
+
+/** Asks `name` A every 100 ms until the answer is not SERVFAIL (the zone is still loading), for at most two minutes. */
+async function firstAnswer(port: number, name: string): Promise<Awaited<ReturnType<typeof queryOnce>> & { servfails: number }> {
+  let servfails = 0;
+  for (const end = performance.now() + 120_000; ; servfails++) {
+    const r = await queryOnce('127.0.0.1', port, name, QTYPE.A, 60_000);
+    if (r.rcode !== 2 || performance.now() > end) return { ...r, servfails };
+    await sleep(100);
+  }
 }
 
 main().then(

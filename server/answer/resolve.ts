@@ -48,13 +48,29 @@ export const SHAPE_WILDCARD = 2;
 /** CNAME chains longer than this stop: a loop or a misconfiguration, not a real need. */
 const MAX_CHAIN = 8;
 
-/** Most specific zone containing `qname`, or undefined. */
+/**
+ * Most specific zone containing `qname`, or undefined: none does, or the
+ * most specific is still loading (pendingZone tells which).
+ */
 export function findZone(snap: ViewSnapshot, qname: string): Zone | undefined {
+  const pending = snap.pending;
   for (let k: string | undefined = qname; k !== undefined; k = parentKey(k)) {
     const z = snap.zones.get(k);
     if (z !== undefined) return z;
+    if (pending?.has(k) === true) return undefined;
   }
   return undefined;
+}
+
+/** Whether the most specific zone of `qname` is one still loading. */
+function pendingZone(snap: ViewSnapshot, qname: string): boolean {
+  const pending = snap.pending;
+  if (pending === undefined) return false;
+  for (let k: string | undefined = qname; k !== undefined; k = parentKey(k)) {
+    if (snap.zones.has(k)) return false;
+    if (pending.has(k)) return true;
+  }
+  return false;
 }
 
 function newAnswer(rcode: number, aa: boolean, cls: number = CLASS.IN): Answer {
@@ -76,7 +92,9 @@ export function resolve(snap: ViewSnapshot, qname: string, qtype: number, qclass
   if (qtype === TYPE.AXFR) return newAnswer(RCODE.NOTIMP, false);
   if (qtype === TYPE.IXFR) return newAnswer(RCODE.REFUSED, false);
   const zone = findZone(snap, qname);
-  if (zone === undefined) return newAnswer(RCODE.REFUSED, false);
+  // A zone still loading is ours, not yet servable: SERVFAIL, as BIND and Knot answer for
+  // a zone that has not loaded, so resolvers ask another server (REFUSED would say it is not ours).
+  if (zone === undefined) return newAnswer(pendingZone(snap, qname) ? RCODE.SERVFAIL : RCODE.REFUSED, false);
   const ans = newAnswer(RCODE.NOERROR, true);
   ans.cacheable = true;
   lookup(snap, zone, qname, qtype, ans, new Set([qname]), pick);

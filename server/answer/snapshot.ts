@@ -31,6 +31,8 @@ export interface ViewSnapshot {
   readonly services: ReadonlyMap<string, ServiceRef>;
   /** Zones this view may transfer (AXFR, server/xfr), by origin key: their static data and who may ask. */
   readonly transfers: ReadonlyMap<string, TransferSource>;
+  /** Origin keys of zones still loading (CompiledConfig.pendingZones): their names answer SERVFAIL. */
+  readonly pending?: ReadonlySet<string>;
 }
 
 export interface ServiceRef {
@@ -416,6 +418,7 @@ export class SnapshotBuilder {
         templates: new Map(),
         services: services ?? prev.services,
         transfers: prev.transfers,
+        ...(prev.pending !== undefined ? { pending: prev.pending } : {}),
       };
       answerCache.view = view;
       return view;
@@ -485,7 +488,8 @@ export class SnapshotBuilder {
       overlays.push(viewOverlays);
       const negativeSoa = new Map<string, RRset>();
       for (const [origin, zone] of zones) negativeSoa.set(origin, { ...zone.soa, ttl: zone.negativeTtl });
-      return { name, zones, negativeSoa, chaos, answerCache: new CarriedMemo([], undefined, 0), templates: new Map(), services, transfers };
+      const pending = config.pendingZones !== undefined ? { pending: config.pendingZones } : {};
+      return { name, zones, negativeSoa, chaos, answerCache: new CarriedMemo([], undefined, 0), templates: new Map(), services, transfers, ...pending };
     });
     const snapshot: Snapshot = {
       views,
