@@ -138,7 +138,7 @@ export interface EngineOptions {
   /**
    * A recompute for more services than this (a burst of changes) computes
    * them this many per turn of the event loop, answering queries between
-   * turns, and swaps in the new snapshot at the end. Default 200.
+   * turns, and swaps in the new snapshot at the end. Default 50 (about 1 ms of work a turn).
    */
   readonly recomputeChunk?: number;
 }
@@ -276,9 +276,9 @@ interface Prepared {
 }
 
 /** Services computed in one turn by a recompute spread over turns (EngineOptions.recomputeChunk). */
-const RECOMPUTE_CHUNK = 200;
+const RECOMPUTE_CHUNK = 50;
 /** Answer changes reported (epoch claimed, logged, event emitted) in one turn; see reportChanges. */
-const REPORT_SLICE = 100;
+const REPORT_SLICE = 25;
 
 /** An answer change committed and not yet reported. */
 interface PendingChange {

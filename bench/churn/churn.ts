@@ -29,7 +29,9 @@ const USAGE = `usage: node dist/bench/churn/churn.js [options]
   --clients N    dnsperf -c (4)
   --probe P      tcp (a 1h-interval check of a local listener) or none (tcp)
   --port P       DNS port on 127.0.0.1 (0: any free port)
-  --no-pin       do not pin the server to cpu 0 and dnsperf to cpu 1`;
+  --no-pin       do not pin the server to cpu 0 and dnsperf to cpu 1
+  --windows S    instead of rounds: one dnsperf run of --duration seconds, churn switched on and off every S seconds,
+                 q/s compared second by second (steadier on a machine whose speed drifts; try --duration 60 --windows 3)`;
 
 interface Options {
   readonly durationS: number;
@@ -41,6 +43,8 @@ interface Options {
   readonly probe: ChurnProbe;
   readonly port: number;
   readonly pin: boolean;
+  /** Seconds per window in the windowed mode; 0: rounds of whole runs. */
+  readonly windowS: number;
 }
 
 function options(): Options {
@@ -55,6 +59,7 @@ function options(): Options {
       probe: { type: 'string' },
       port: { type: 'string' },
       'no-pin': { type: 'boolean', default: false },
+      windows: { type: 'string' },
       help: { type: 'boolean', short: 'h', default: false },
     },
   });
@@ -73,6 +78,7 @@ function options(): Options {
     probe,
     port: intArg(values.port, 'port', 0, 0),
     pin: values['no-pin'] !== true,
+    windowS: intArg(values.windows, 'windows', 0, 0),
   };
 }
 
@@ -104,6 +110,40 @@ interface RunResult {
   readonly loopP99Ms: number;
   readonly batchMs: readonly number[];
   readonly overruns: number;
+}
+
+interface Window {
+  readonly kind: 'no-churn' | 'churn';
+  /** Unix time, ms. */
+  readonly start: number;
+  readonly end: number;
+}
+
+/**
+ * The windowed mode's verdict. dnsperf's q/s over each second is put in the
+ * window it lies in, the first second of each window left out (the switch
+ * itself), then compared two ways: the median second with churn over the
+ * median second without, and, per churn window, its median second over the
+ * mean of the two quiet windows around it (drift slower than a few windows
+ * cancels out there).
+ */
+function windowReport(perf: DnsperfResult, windows: readonly Window[]): string[] {
+  const seconds = windows.map((w) => perf.intervals.filter((x) => x.at * 1000 - 1000 >= w.start + 1000 && x.at * 1000 <= w.end).map((x) => x.qps));
+  const all = (k: Window['kind']): number[] => windows.flatMap((w, i) => (w.kind === k ? seconds[i]! : []));
+  const quiet = all('no-churn');
+  const churn = all('churn');
+  const paired: number[] = [];
+  windows.forEach((w, i) => {
+    const around = [seconds[i - 1], seconds[i + 1]].filter((s): s is number[] => s !== undefined && s.length > 0).map(median);
+    if (w.kind === 'churn' && seconds[i]!.length > 0 && around.length > 0) paired.push(median(seconds[i]!) / mean(around));
+  });
+  if (quiet.length === 0 || churn.length === 0) return [`windowed: too few whole seconds (${quiet.length} without churn, ${churn.length} with); use a longer --duration`];
+  return [
+    `windowed: ${windows.length} windows of ${(mean(windows.map((w) => w.end - w.start)) / 1000).toFixed(1)} s; ${quiet.length} seconds without churn, ${churn.length} with`,
+    `median second without churn ${median(quiet).toFixed(0)} q/s, with churn ${median(churn).toFixed(0)} q/s: ratio ${(median(churn) / median(quiet)).toFixed(3)}`,
+    `per churn window against the quiet windows around it: ${paired.map((x) => x.toFixed(2)).join(' ')}; median ${median(paired).toFixed(3)}`,
+    `whole run ${perf.qps.toFixed(0)} q/s, lost ${perf.lostPct.toFixed(2)}%, avg ${perf.avgMs.toFixed(3)} ms, max ${perf.maxMs.toFixed(1)} ms`,
+  ];
 }
 
 function fmtRun(label: string, r: RunResult): string {
@@ -221,6 +261,32 @@ async function main(): Promise<void> {
     // JIT and first-answer encoding happen here, not in the first measured run.
     const warm = await run('no-churn', Math.min(2, opts.durationS));
     process.stderr.write(`warm-up ${warm.perf.qps.toFixed(0)} q/s (not counted)\n`);
+
+    if (opts.windowS > 0) {
+      const windows: Window[] = [];
+      const p = runDnsperf({ ...perfOpts, durationS: opts.durationS, statsIntervalS: 1 });
+      dnsperf = p.child;
+      const done = p.result.then(
+        () => true,
+        () => true,
+      );
+      let finished = false;
+      void done.then(() => (finished = true));
+      for (let i = 0; !finished; i++) {
+        const kind = i % 2 === 0 ? 'no-churn' : 'churn';
+        const start = Date.now();
+        const c = kind === 'churn' && opts.flips > 0 ? new Churner(engine, setup.primaries.slice(0, opts.flips), { periodMs: 1000, slices: opts.slices }) : undefined;
+        churner = c;
+        c?.start();
+        await Promise.race([done, new Promise((r) => setTimeout(r, opts.windowS * 1000))]);
+        await c?.stop();
+        churner = undefined;
+        windows.push({ kind, start, end: Date.now() });
+      }
+      dnsperf = undefined;
+      for (const line of windowReport(await p.result, windows)) out(line);
+      return;
+    }
 
     const results: RunResult[] = [];
     for (let r = 1; r <= opts.rounds; r++) {

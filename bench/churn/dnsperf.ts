@@ -12,6 +12,8 @@ export interface DnsperfResult {
   readonly qps: number;
   readonly avgMs: number;
   readonly maxMs: number;
+  /** With statsIntervalS: dnsperf's q/s over each interval, by the interval's end (Unix time, seconds). */
+  readonly intervals: readonly { readonly at: number; readonly qps: number }[];
 }
 
 export interface DnsperfOptions {
@@ -21,6 +23,8 @@ export interface DnsperfOptions {
   readonly clients: number;
   /** Pin dnsperf to this CPU with taskset; undefined runs it unpinned. */
   readonly cpu?: number;
+  /** dnsperf -S: q/s every this many seconds (DnsperfResult.intervals). */
+  readonly statsIntervalS?: number;
 }
 
 export class DnsperfFailed extends Error {
@@ -49,6 +53,8 @@ export function parseDnsperf(text: string): DnsperfResult {
     qps: num(text, /Queries per second:\s+([\d.]+)/, 'Queries per second'),
     avgMs: num(text, /Average Latency \(s\):\s+([\d.]+)/, 'Average Latency') * 1000,
     maxMs: num(text, /Average Latency \(s\):.*max ([\d.]+)\)/, 'max latency') * 1000,
+    // -S lines: "1795454904.202317: 43848.599664".
+    intervals: [...text.matchAll(/^(\d+\.\d+): ([\d.]+)$/gm)].map((m) => ({ at: Number(m[1]), qps: Number(m[2]) })),
   };
 }
 
@@ -59,6 +65,7 @@ export interface DnsperfRun {
 
 export function runDnsperf(opts: DnsperfOptions): DnsperfRun {
   const args = ['-s', '127.0.0.1', '-p', String(opts.port), '-d', opts.queryFile, '-l', String(opts.durationS), '-c', String(opts.clients)];
+  if (opts.statsIntervalS !== undefined) args.push('-S', String(opts.statsIntervalS));
   const [cmd, argv] = opts.cpu !== undefined ? ['taskset', ['-c', String(opts.cpu), 'dnsperf', ...args]] : ['dnsperf', args];
   const child = spawn(cmd, argv, { stdio: ['ignore', 'pipe', 'pipe'] });
   // Lost queries print one "[Timeout]" line each; keep only the tail, where the statistics are.

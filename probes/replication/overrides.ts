@@ -35,14 +35,18 @@ function wins(a: Override, b: Override): boolean {
   return (a.expiresAt ?? Infinity) > (b.expiresAt ?? Infinity);
 }
 
+const FORCED_DOWN = { status: 'down', verb: 'forced down' } as const;
+const FORCED_UP = { status: 'up', verb: 'forced up' } as const;
+const DRAINED = { status: 'down', verb: 'drained' } as const;
+
 function effect(action: OverrideAction): { readonly status: HealthStatus; readonly verb: string } | undefined {
   switch (action) {
     case 'force_down':
-      return { status: 'down', verb: 'forced down' };
+      return FORCED_DOWN;
     case 'force_up':
-      return { status: 'up', verb: 'forced up' };
+      return FORCED_UP;
     case 'drain':
-      return { status: 'down', verb: 'drained' };
+      return DRAINED;
     default:
       // Overrides arrive from Redis; an action a newer node invented is not
       // ours to guess at.
@@ -54,6 +58,41 @@ export function overrideReason(o: Override): string | undefined {
   const e = effect(o.action);
   if (e === undefined) return undefined;
   return o.reason ? `${e.verb} by ${o.by}: ${o.reason}` : `${e.verb} by ${o.by}`;
+}
+
+// Every recompute lays every active override over the health again: a PoP
+// drained for maintenance is a thousand overrides re-applied on each health
+// change elsewhere. An Override is never modified once stored, so what it
+// sets is made once per override, and a member's two health keys once per id.
+const entries = new WeakMap<Override, FamilyHealth>();
+const keysOf = new Map<string, readonly string[]>();
+const KEYS_LIMIT = 100_000;
+
+function entryFor(o: Override): FamilyHealth {
+  let entry = entries.get(o);
+  if (entry === undefined) {
+    entry = Object.freeze({
+      status: effect(o.action)!.status,
+      since: o.at,
+      reason: overrideReason(o)!,
+      held: false,
+      // Answers' TTLs must not outlive an override that lapses by itself.
+      ...(o.expiresAt === undefined ? {} : { nextChangeAt: o.expiresAt }),
+    });
+    entries.set(o, entry);
+  }
+  return entry;
+}
+
+function healthKeys(member: string): readonly string[] {
+  let keys = keysOf.get(member);
+  if (keys === undefined) {
+    // Ids come from the store, which other nodes write: bounded, not trusted to be few.
+    if (keysOf.size >= KEYS_LIMIT) keysOf.clear();
+    keys = FAMILIES.map((f) => healthKey(member, f));
+    keysOf.set(member, keys);
+  }
+  return keys;
 }
 
 export function applyOverrides(health: HealthSnapshot, overrides: readonly Override[], now: number): OverrideResult {
@@ -70,19 +109,16 @@ export function applyOverrides(health: HealthSnapshot, overrides: readonly Overr
   let nextExpiry: number | undefined;
   for (const o of active.values()) {
     if (o.expiresAt !== undefined && (nextExpiry === undefined || o.expiresAt < nextExpiry)) nextExpiry = o.expiresAt;
-    const e = effect(o.action)!;
-    const entry: FamilyHealth = Object.freeze({
-      status: e.status,
-      since: o.at,
-      reason: overrideReason(o)!,
-      held: false,
-      // Answers' TTLs must not outlive an override that lapses by itself.
-      ...(o.expiresAt === undefined ? {} : { nextChangeAt: o.expiresAt }),
-    });
-    const keys = FAMILIES.map((f) => healthKey(o.member, f));
-    const present = keys.filter((k) => health.members.has(k));
+    const entry = entryFor(o);
+    const keys = healthKeys(o.member);
+    let present = 0;
+    for (const k of keys) {
+      if (!health.members.has(k)) continue;
+      members.set(k, entry);
+      present++;
+    }
     // A forced state applies even before the first verdict arrives.
-    for (const k of present.length > 0 ? present : keys) members.set(k, entry);
+    if (present === 0) for (const k of keys) members.set(k, entry);
   }
   return {
     health: { members, failbackApproved: health.failbackApproved },
