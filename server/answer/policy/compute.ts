@@ -60,7 +60,9 @@ function earliest(a: number | undefined, b: number | undefined): number | undefi
 function familySummary(f: Family, o: FamilyOutcome): string | undefined {
   const distinct = new DistinctList();
   for (const v of o.variants) distinct.addAll(v);
-  const addrs = distinct.items.sort();
+  const addrs = distinct.items;
+  // Most answers hold one address; sort() would allocate a work area for it all the same.
+  if (addrs.length > 1) addrs.sort();
   if (addrs.length === 0 && o.note === undefined) return undefined; // the service has no address in this family
   return `${f}=${addrs.join(',')}${o.note !== undefined ? ` (${o.note})` : ''}`;
 }

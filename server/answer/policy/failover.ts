@@ -34,11 +34,17 @@ function priorityGroups(members: readonly CompiledMember[], family: Family, stat
   for (const m of members) {
     let g: PriorityGroup | undefined;
     for (const x of groups) if (x.priority === m.priority) g = x;
-    if (g === undefined) groups.push((g = { priority: m.priority, size: 0, served: [] }));
+    if (g === undefined) {
+      // Kept in order as groups are made: Array.prototype.sort allocates a work area on every call.
+      g = { priority: m.priority, size: 0, served: [] };
+      let at = groups.length;
+      while (at > 0 && groups[at - 1]!.priority > g.priority) at--;
+      groups.splice(at, 0, g);
+    }
     g.size++;
     if (isServed(statusOf(m, family))) g.served.push(m);
   }
-  return groups.sort((a, b) => a.priority - b.priority);
+  return groups;
 }
 
 export function failoverFamily(
