@@ -36,6 +36,10 @@ Options:
   -c, --config FILE     Path to the YAML config (see zones/README.md).
   --workers N|auto      serve: UDP answering processes (default 1; auto = one per CPU). See server/cluster/README.md.
   --log-level LEVEL     trace, debug, info, warn, error, silent (default: the config's log.level, else info).
+  --defer-zones-over SIZE|off
+                        serve: answer the other zones first and load zone files larger than SIZE (bytes, or with
+                        K, M or G: 1024-based) after; their names answer SERVFAIL until then (default 8M).
+                        off: load every zone before answering. See zones/README.md.
   --admin URL           Admin API of the node (default $VIGIL_ADMIN_URL, else http://127.0.0.1:8053).
   --token-file FILE     Bearer token for the admin API (default $VIGIL_ADMIN_TOKEN).
   --reason TEXT, --for DURATION, --by NAME (default $USER), --count N, --json
@@ -98,12 +102,21 @@ function workerCount(value: string | undefined): number {
   return n;
 }
 
-async function serve(file: string, log: Logger, workers: number, levelFixed: boolean): Promise<number> {
+/** --defer-zones-over: bytes, with an optional 1024-based K, M or G; "off" is Infinity (never deferred). */
+function deferSize(value: string | undefined): number | undefined {
+  if (value === undefined) return undefined;
+  if (value === 'off') return Infinity;
+  const m = /^(\d+)([KMG]?)$/i.exec(value);
+  if (m === null) throw new UsageError(`--defer-zones-over must be a size in bytes (e.g. 8M) or "off", not "${value}"`);
+  return Number(m[1]) * 1024 ** ['', 'K', 'M', 'G'].indexOf(m[2]!.toUpperCase());
+}
+
+async function serve(file: string, log: Logger, workers: number, levelFixed: boolean, deferZonesOver: number | undefined): Promise<number> {
   // A serving worker of the cluster the primary below forks: it gets everything over IPC.
   if (cluster.isWorker) return runWorker(log);
   let daemon;
   try {
-    daemon = await startDaemon(file, log, { workers, levelFixed });
+    daemon = await startDaemon(file, log, { workers, levelFixed, ...(deferZonesOver !== undefined ? { deferZonesOver } : {}) });
   } catch (err) {
     if (err instanceof ConfigRefused) process.stderr.write(err.message + '\n');
     else log.error({ err }, 'could not start');
@@ -129,6 +142,7 @@ async function main(argv: string[]): Promise<number> {
       config: { type: 'string', short: 'c' },
       'log-level': { type: 'string' },
       workers: { type: 'string' },
+      'defer-zones-over': { type: 'string' },
       admin: { type: 'string' },
       'token-file': { type: 'string' },
       reason: { type: 'string' },
@@ -155,7 +169,7 @@ async function main(argv: string[]): Promise<number> {
   if (command !== 'serve' && command !== 'check') throw new UsageError(`unknown command "${command}"`);
   if (values.config === undefined) throw new UsageError(`${command} needs --config FILE`);
   if (command === 'check') return check(values.config);
-  return serve(values.config, makeLogger(values['log-level']), workerCount(values.workers), values['log-level'] !== undefined);
+  return serve(values.config, makeLogger(values['log-level']), workerCount(values.workers), values['log-level'] !== undefined, deferSize(values['defer-zones-over']));
 }
 
 const ADMIN_COMMANDS = new Set(['state', 'drain', 'force', 'undrain', 'audit', 'drain-report']);

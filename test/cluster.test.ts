@@ -61,8 +61,8 @@ interface Running {
   log: () => string;
 }
 
-async function start(t: Test, file: string): Promise<Running> {
-  const child = spawn(process.execPath, [CLI, 'serve', '--config', file, '--workers', '2', '--log-level', 'info'], { stdio: ['ignore', 'pipe', 'pipe'] });
+async function start(t: Test, file: string, extra: readonly string[] = []): Promise<Running> {
+  const child = spawn(process.execPath, [CLI, 'serve', '--config', file, '--workers', '2', '--log-level', 'info', ...extra], { stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
   child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
   child.stderr!.on('data', (d: Buffer) => (out += d.toString()));
@@ -214,4 +214,64 @@ t.test('two serving workers answer as one server', async (t) => {
   t.equal(await exited, 0, 'SIGTERM: exit 0');
   await until('no worker left', () => workerPids(pid).length === 0, 5000);
   t.pass('no worker process outlives the primary');
+});
+
+t.test('a large zone loaded after the start reaches both workers', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'vigil-cluster-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const big = ['$ORIGIN big.test.', '@ 300 IN SOA ns1 hostmaster 1 7200 3600 1209600 300', '@ 300 NS ns1', 'ns1 300 A 127.0.0.1'];
+  for (let i = 0; i < 150_000; i++) big.push(`h${i} 300 A 10.${(i >> 16) & 255}.${(i >> 8) & 255}.${i & 255}`);
+  writeFileSync(join(dir, 'big.test.zone'), `${big.join('\n')}\n`);
+  writeFileSync(join(dir, 'keep.test.zone'), '$ORIGIN keep.test.\n@ 300 IN SOA ns1 hostmaster 1 7200 3600 1209600 300\n@ 300 NS ns1\nns1 300 A 127.0.0.1\nkept 300 A 192.0.2.77\n');
+  const file = join(dir, 'vigil.yaml');
+  writeFileSync(
+    file,
+    `listen: ["127.0.0.1:0"]
+metrics: { listen: "127.0.0.1:0" }
+zones:
+  - origin: keep.test.
+    file: keep.test.zone
+  - origin: big.test.
+    file: big.test.zone
+`,
+  );
+  const v = await start(t, file, ['--defer-zones-over', '1M']);
+  const resolver = new Resolver({ timeout: 1000, tries: 2 });
+  resolver.setServers([`127.0.0.1:${v.port}`]);
+  const kept = await Promise.all(Array.from({ length: 10 }, () => resolver.resolve4('kept.keep.test')));
+  t.same([...new Set(kept.flat())], ['192.0.2.77'], 'the small zone answers from both workers at once');
+  const ready = async (): Promise<{ status: number; body: string }> => {
+    const res = await fetch(`http://127.0.0.1:${v.metricsPort}/readyz`);
+    return { status: res.status, body: await res.text() };
+  };
+  const early = await Promise.all([resolver.resolve4('h149999.big.test').then(() => 'answer', (e: NodeJS.ErrnoException) => e.code), ready()]);
+  t.same([early[0], early[1].status], ['ESERVFAIL', 503], 'the large zone answers SERVFAIL and /readyz is 503 while it loads');
+  t.match(early[1].body, /zones not loaded yet: big\.test\./);
+  // Twenty answers in a row: both workers have the complete config.
+  const big20 = async (): Promise<boolean> => {
+    const rs = await Promise.all(Array.from({ length: 20 }, () => resolver.resolve4('h149999.big.test').then((a) => a.join(','), () => 'no')));
+    return rs.every((a) => a === '10.2.73.239');
+  };
+  await until('both workers to answer the large zone', big20, 60_000);
+  t.pass('both workers answer the large zone');
+  await until('/readyz to say ready', async () => (await ready()).status === 200, 10_000);
+  t.pass('/readyz is 200 once the primary has loaded it');
+  v.child.kill('SIGTERM');
+  await new Promise((r) => v.child.once('exit', r));
+});
+
+t.test('--defer-zones-over takes a size or off', async (t) => {
+  const run = (arg: string): { status: number | null; stderr: string } => {
+    try {
+      execFileSync(process.execPath, [CLI, 'serve', '--config', '/nonexistent.yaml', '--defer-zones-over', arg], { stdio: ['ignore', 'pipe', 'pipe'] });
+      return { status: 0, stderr: '' };
+    } catch (e) {
+      const err = e as { status: number | null; stderr: Buffer };
+      return { status: err.status, stderr: err.stderr.toString() };
+    }
+  };
+  const bad = run('8MB');
+  t.equal(bad.status, 2, 'a malformed size is a usage error');
+  t.match(bad.stderr, /--defer-zones-over must be a size in bytes \(e\.g\. 8M\) or "off", not "8MB"/);
+  for (const ok of ['off', '8M', '1048576']) t.notMatch(run(ok).stderr, /--defer-zones-over/, `"${ok}" is accepted (the config is what fails)`);
 });
