@@ -10,18 +10,17 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { execFile, spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { Writable } from 'node:stream';
 import v8 from 'node:v8';
 import vm from 'node:vm';
 import { fileURLToPath } from 'node:url';
 import dnsPacket from 'dns-packet';
-import { pino } from 'pino';
 import { loadConfig } from '../zones/load.js';
 import { ConfigErrors } from '../zones/config.js';
 import type { CompiledConfig } from '../zones/zone.js';
 import { startServer, type VigilServer } from '../server/server.js';
 import { findKnotd, freePort, startKnot } from './helpers/knot.js';
 import { encodeQuery, normalise, query, type QuerySpec } from './helpers/dnsclient.js';
+import { captureLog, type LogLine } from './helpers/log-capture.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const EXAMPLE_ZONE = path.resolve(here, '../zones/examples/example.test.zone');
@@ -82,22 +81,10 @@ async function configFrom(name: string, yaml: string): Promise<CompiledConfig> {
   return (await loadConfig(file)).config;
 }
 
-interface LogLine {
-  level: number;
-  msg: string;
-  [key: string]: unknown;
-}
-
 /** A server on an ephemeral loopback port whose log lines are kept for inspection. */
 async function serve(config: CompiledConfig): Promise<{ server: VigilServer; port: number; logs: LogLine[] }> {
-  const logs: LogLine[] = [];
-  const sink = new Writable({
-    write(chunk: Buffer, _enc, cb) {
-      for (const line of chunk.toString('utf8').split('\n')) if (line !== '') logs.push(JSON.parse(line) as LogLine);
-      cb();
-    },
-  });
-  const server = await startServer(config, { logger: pino({ level: 'info' }, sink) });
+  const { log, lines: logs } = captureLog();
+  const server = await startServer(config, { logger: log });
   return { server, port: server.addresses.tcp[0]!.port, logs };
 }
 

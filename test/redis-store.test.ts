@@ -3,7 +3,6 @@
 // in-process LocalStore. Waits poll for the condition; nothing assumes how
 // fast a message travels.
 
-import { Writable } from 'node:stream';
 import t, { type Test } from 'tap';
 import { Redis } from 'ioredis';
 import { pino } from 'pino';
@@ -12,6 +11,7 @@ import { RedisSettingsError } from '../probes/replication/redis-options.js';
 import { RedisStore, type RedisStoreSettings } from '../probes/replication/redis-store.js';
 import type { AuditEntry, NodeReport, Override, Verdict } from '../probes/replication/types.js';
 import { freeTcpPort, startRedis, type RedisServer } from './helpers/redis.js';
+import { captureLog } from './helpers/log-capture.js';
 
 const WAIT_MS = 15_000;
 
@@ -52,14 +52,8 @@ function report(store: RedisStore, node: string): NodeReport | undefined {
 
 /** Log lines written by pino, kept as text. */
 function capture(): { logger: pino.Logger; text: () => string } {
-  let out = '';
-  const stream = new Writable({
-    write(chunk: Buffer, _enc, cb) {
-      out += chunk.toString();
-      cb();
-    },
-  });
-  return { logger: pino({ level: 'debug' }, stream), text: () => out };
+  const c = captureLog('debug');
+  return { logger: c.log, text: c.text };
 }
 
 async function withRedis(t: Test, opts: Parameters<typeof startRedis>[0] = {}): Promise<RedisServer> {

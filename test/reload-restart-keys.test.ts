@@ -5,10 +5,9 @@ import t from 'tap';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Writable } from 'node:stream';
 import { Resolver } from 'node:dns/promises';
-import { pino } from 'pino';
 import { startDaemon } from '../server/daemon.js';
+import { captureLog } from './helpers/log-capture.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'vigil-restart-keys-'));
 t.teardown(() => rmSync(dir, { recursive: true, force: true }));
@@ -20,14 +19,8 @@ t.test('server.user and server.group changes wait for a restart; the zones reloa
   writeFileSync(join(dir, 'k.zone'), zone('192.0.2.1'));
   const file = join(dir, 'v.yaml');
   writeFileSync(file, config(''));
-  const lines: { level: number; msg: string }[] = [];
-  const sink = new Writable({
-    write(chunk: Buffer, _enc, done) {
-      for (const l of chunk.toString().split('\n').filter(Boolean)) lines.push(JSON.parse(l) as { level: number; msg: string });
-      done();
-    },
-  });
-  const daemon = await startDaemon(file, pino({ level: 'info' }, sink), { levelFixed: true });
+  const { log, lines } = captureLog();
+  const daemon = await startDaemon(file, log, { levelFixed: true });
   t.teardown(() => daemon.close());
   const uid = process.getuid!();
 

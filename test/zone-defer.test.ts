@@ -11,11 +11,11 @@ import t from 'tap';
 import { mkdtempSync, rmSync, writeFileSync, appendFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Writable } from 'node:stream';
 import { Resolver } from 'node:dns/promises';
 import { pino } from 'pino';
 import { startDaemon, type Daemon } from '../server/daemon.js';
 import { normalise, query } from './helpers/dnsclient.js';
+import { captureLog } from './helpers/log-capture.js';
 
 const RCODE_SERVFAIL = 2;
 
@@ -40,18 +40,6 @@ services:
     members:
       - { name: a, addresses: ["192.0.2.31"] }
 `;
-
-/** Every log line the daemon writes, parsed. */
-function capture(): { log: pino.Logger; lines: Record<string, unknown>[] } {
-  const lines: Record<string, unknown>[] = [];
-  const sink = new Writable({
-    write(chunk: Buffer, _enc, done) {
-      for (const l of chunk.toString('utf8').split('\n')) if (l.trim() !== '') lines.push(JSON.parse(l) as Record<string, unknown>);
-      done();
-    },
-  });
-  return { log: pino({ level: 'info' }, sink), lines };
-}
 
 function resolverFor(d: Daemon): Resolver {
   const r = new Resolver({ timeout: 1000, tries: 1 });
@@ -83,7 +71,7 @@ t.test('the other zones answer while a large zone loads; it answers SERVFAIL unt
   // About 6 MB: seconds to load on this machine, far longer than the first queries take.
   writeFileSync(join(dir, 'big.test.zone'), bigZone(200_000));
   writeFileSync(join(dir, 'vigil.yaml'), YAML);
-  const { log, lines } = capture();
+  const { log, lines } = captureLog();
   const daemon = await startDaemon(join(dir, 'vigil.yaml'), log, { levelFixed: true, deferZonesOver: 1_000_000 });
   t.teardown(() => daemon.close());
   const r = resolverFor(daemon);
@@ -127,7 +115,7 @@ t.test('a large zone that fails to load: the rest keeps serving, the error names
   appendFileSync(zone, 'broken A 10.0.0.999\n');
   const badLine = good.split('\n').length;
   writeFileSync(join(dir, 'vigil.yaml'), YAML);
-  const { log, lines } = capture();
+  const { log, lines } = captureLog();
   const daemon = await startDaemon(join(dir, 'vigil.yaml'), log, { levelFixed: true, deferZonesOver: 100_000 });
   t.teardown(() => daemon.close());
   const r = resolverFor(daemon);
