@@ -2,7 +2,7 @@
 // the metrics listener, and reload on SIGHUP or POST /reload. A config that
 // fails to load is refused with every error logged, and the running one keeps
 // serving. Zone files over DEFER_ZONE_BYTES are loaded after the server
-// answers the rest (their names answer SERVFAIL meanwhile, and /ready says
+// answers the rest (their names answer SERVFAIL meanwhile, and /readyz says
 // not ready): a restart beside a million-record zone is not 12 s of silence
 // for every other zone. This is the one place that wires observers to the
 // engine's events.

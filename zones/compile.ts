@@ -573,7 +573,8 @@ export function compileConfig(raw: RawConfig, configFile: string, inputs: Config
   // A service in a zone not loaded yet comes with that zone.
   const inPending = (name: string): boolean => {
     for (let k: string | undefined = name; k !== undefined; k = parentKey(k)) {
-      if (zones.has(k) || [...viewZones.values()].some((m) => m.has(k!))) return false;
+      if (zones.has(k)) return false;
+      for (const m of viewZones.values()) if (m.has(k)) return false;
       if (pending.has(k)) return true;
     }
     return false;
