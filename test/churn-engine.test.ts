@@ -17,6 +17,8 @@ import { loadConfig } from '../zones/load.js';
 import { Engine, type AnswerChange, type ServiceState } from '../server/engine.js';
 import { LocalStore } from '../probes/replication/local-store.js';
 import type { AuditEntry, HealthStore, NodeIdentity, NodeReport, Override, StoreEvents, Verdict } from '../probes/replication/types.js';
+import { resolve } from '../server/answer/resolve.js';
+import { parseName, lowerKey } from '../server/wire/name.js';
 
 /** A store whose other nodes are whatever the test says: overrides, epochs and audit are a LocalStore's. */
 class ScriptedStore implements HealthStore {
@@ -328,4 +330,50 @@ t.test("a burst of answer changes is reported a slice per turn after the swap, e
   const names = new Set(seen.map((s) => s.change.service));
   t.ok(names.has('s0.churn.test.') && names.has('s199.churn.test.'), `the changes of services kept are reported (${names.size})`);
   t.notOk([...names].some((n) => Number(/^s(\d+)\./.exec(n)![1]) >= 200), 'none of a service the reload removed');
+});
+
+t.test('a reload at any turn of a spread recompute, or none: the snapshot served holds the answers reported', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'vigil-churn-engine-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  writeFileSync(join(dir, 'vigil.yaml'), YAML);
+  const { config } = await loadConfig(join(dir, 'vigil.yaml'));
+  const store = new ScriptedStore(config.operations.replication.node);
+  const engine = new Engine(config, { store, logger: pino({ level: 'silent' }), recomputeChunk: 3 });
+  t.teardown(() => engine.close());
+  /** What the served snapshot answers for each service, as "v4=..." like state()'s answer. */
+  const served = (): string[] =>
+    engine.state().services.map((s) => {
+      const ans = resolve(engine.current().views[0]!, lowerKey(parseName(s.name)), 1, 1);
+      const addrs = ans.answer.map((e) => [...(e.rrset.variants?.[0] ?? e.rrset).rdatas[0]!].join('.'));
+      return `v4=${addrs.sort().join(',')}`;
+    });
+  const mismatches: string[] = [];
+  const check = (label: string): void => {
+    const want = engine.state().services.map((s) => s.answer.split(' ')[0]!);
+    const got = served();
+    if (JSON.stringify(got) !== JSON.stringify(want)) mismatches.push(`${label}: served ${got.join(' ')}, state ${want.join(' ')}`);
+  };
+  // Ten services three a turn: prepare, four chunks, the prebuild and the commit take seven turns.
+  // A reload at turn k < 7 drops the spread recompute; later ones come after its commit. Rounds without one commit it.
+  const rounds = [...Array.from({ length: 10 }, (_, k) => k), undefined, undefined, undefined];
+  for (const [n, k] of rounds.entries()) {
+    const down = n % 2 === 0;
+    const burst = Promise.all(
+      Array.from({ length: SERVICES }, (_, i) =>
+        down ? engine.setOverride({ member: `s${i}.churn.test./a`, action: 'force_down', reason: 'burst', by: 'test' }) : engine.clearOverride(`s${i}.churn.test./a`, 'test', 'over'),
+      ),
+    );
+    const label = k === undefined ? `round ${n}, no reload` : `round ${n}, reload after ${k} turns`;
+    if (k !== undefined) {
+      for (let j = 0; j < k; j++) await new Promise((r) => setImmediate(r));
+      engine.reload(config);
+    }
+    await burst;
+    check(label);
+    // One more change, computed in one turn and built from the last snapshot (incrementally).
+    await engine.setOverride({ member: 's0.churn.test./b', action: 'force_down', reason: 'one more', by: 'test' });
+    await engine.clearOverride('s0.churn.test./b', 'test', 'over');
+    check(`${label}, then one more change`);
+  }
+  t.same(mismatches, [], 'every round: served = reported');
 });
