@@ -190,16 +190,17 @@ export async function startDaemon(file: string, log: Logger, opts: DaemonOptions
   log.info({ udp: workers !== undefined ? config.server.listen.map((l, i) => ({ address: l.host, port: server.addresses.tcp[i]!.port })) : server.addresses.udp, tcp: server.addresses.tcp, workers: opts.workers ?? 1, zones: config.zones.size, services: config.services.length, hash: config.hash, node: ops.node.id, pop: ops.node.pop, redis: ops.replication.redis !== undefined }, 'listening');
 
   let inFlight: Promise<{ ok: boolean; errors?: string }> | undefined;
-  let closed = false;
+  // Aborted by close(): a load in progress (a large zone takes seconds) stops at its next slice.
+  const closing = new AbortController();
   const reload = (): Promise<{ ok: boolean; errors?: string }> => {
     // Two reloads at once would race to swap; the second waits for the first's result.
     inFlight ??= (async () => {
       const pending = config.pendingZones;
       try {
         // Zones whose file, origin and bytes are unchanged are taken from the serving config, not parsed again.
-        const { config: next, warnings } = await loadConfig(file, { previous: config });
-        // Closed while it loaded (a large zone takes seconds): nothing to swap into.
-        if (closed) return { ok: false, errors: 'closed' };
+        const { config: next, warnings } = await loadConfig(file, { previous: config, signal: closing.signal });
+        // A load with nothing to slice does not look at the signal: closed meanwhile, there is nothing to swap into.
+        closing.signal.throwIfAborted();
         for (const w of warnings) log.warn({ config: file }, w);
         const adjusted = adjust(next);
         if (JSON.stringify(adjusted.server.listen) !== JSON.stringify(config.server.listen)) {
@@ -226,6 +227,7 @@ export async function startDaemon(file: string, log: Logger, opts: DaemonOptions
         log.info({ zones: adjusted.zones.size, services: adjusted.services.length, hash: adjusted.hash }, 'config reloaded');
         return { ok: true };
       } catch (err) {
+        if (closing.signal.aborted) return { ok: false, errors: 'the server is shutting down' };
         const errors = formatErrors(err);
         metrics.configReloaded(false);
         if (pending !== undefined) {
@@ -298,7 +300,7 @@ export async function startDaemon(file: string, log: Logger, opts: DaemonOptions
     drain,
     reload,
     async close() {
-      closed = true;
+      closing.abort(new Error('the server is shutting down'));
       await admin?.close();
       await opsServer?.close();
       await workers?.close();

@@ -44,6 +44,8 @@ export interface LoadOptions {
    * view). Undefined: every zone is loaded.
    */
   deferZonesOver?: number;
+  /** Stops the load (between slices of parsing, compiling, hashing), rejecting with the signal's reason. */
+  signal?: AbortSignal;
 }
 
 // How each zone compiled from a file was made, keyed by its node map: that map
@@ -81,7 +83,7 @@ export async function loadConfig(path: string, opts: LoadOptions = {}): Promise<
     parsed.raw.zones.map(async (rz, i) => {
       const errors: ConfigError[] = [];
       if (deferred.has(i)) return { zone: undefined, errors };
-      const zone = await loadZone(parsed, rz, i, errors, reuse);
+      const zone = await loadZone(parsed, rz, i, errors, reuse, opts.signal);
       return { zone: errors.length ? undefined : zone, errors };
     }),
   );
@@ -118,7 +120,14 @@ async function deferrable(parsed: ParsedConfig, overBytes: number): Promise<Set<
 // Problems go into `errors`, which belongs to this zone alone. A zone with any
 // is not compiled: that would only add echoes (a bad SOA line would also be
 // reported as "no SOA").
-async function loadZone(parsed: ParsedConfig, rz: RawZone, i: number, errors: ConfigError[], reuse: ReadonlyMap<string, CompileResult<Zone>>): Promise<LoadedZone | undefined> {
+async function loadZone(
+  parsed: ParsedConfig,
+  rz: RawZone,
+  i: number,
+  errors: ConfigError[],
+  reuse: ReadonlyMap<string, CompileResult<Zone>>,
+  signal: AbortSignal | undefined,
+): Promise<LoadedZone | undefined> {
   const configFile = parsed.file;
   const at = (path: (string | number)[], key = false): { file: string; line: number; column: number; path: string } => {
     const pos = key ? parsed.locateKey(path) : parsed.locate(path);
@@ -145,7 +154,7 @@ async function loadZone(parsed: ParsedConfig, rz: RawZone, i: number, errors: Co
       return undefined;
     }
     const opts = zoneTtl === undefined ? { origin, file } : { origin, file, defaultTtl: zoneTtl };
-    const digest = await digestSliced(bytes);
+    const digest = await digestSliced(bytes, signal);
     // Everything the compiled zone depends on; the config's line numbers only
     // appear in errors, and a zone with errors is never reused.
     const key = JSON.stringify([origin, file, zoneTtl ?? null, digest]);
@@ -164,10 +173,10 @@ async function loadZone(parsed: ParsedConfig, rz: RawZone, i: number, errors: Co
         compiled: previous,
       };
     }
-    const r = await runSliced(parseMasterFileSteps(bytes.toString('utf8'), opts));
+    const r = await runSliced(parseMasterFileSteps(bytes.toString('utf8'), opts), undefined, signal);
     errors.push(...r.errors.map(fromZoneFileError));
     if (r.errors.length) return { records: r.records, source: file, bytes, digest };
-    const compiled = await runSliced(compileZoneSteps({ origin, records: r.records, source: file, declaredAt: at(['zones', i]) }));
+    const compiled = await runSliced(compileZoneSteps({ origin, records: r.records, source: file, declaredAt: at(['zones', i]) }), undefined, signal);
     if (compiled.value !== undefined && compiled.errors.length === 0) compiledFrom.set(compiled.value.nodes, { key, result: compiled });
     return { records: r.records, source: file, bytes, digest, compiled };
   }
@@ -204,11 +213,14 @@ function byFileThenLine(errors: ConfigError[], configFile: string, raw: readonly
 
 // sha256 in pieces, between which queries are answered: hashing a 30 MB zone
 // file in one call holds the event loop for about 0.1 s.
-async function digestSliced(bytes: Uint8Array): Promise<string> {
+async function digestSliced(bytes: Uint8Array, signal: AbortSignal | undefined): Promise<string> {
   const hash = createHash('sha256');
   const piece = 1 << 20;
   for (let at = 0; at < bytes.length; at += piece) {
-    if (at > 0) await new Promise<void>((resolve) => setImmediate(resolve));
+    if (at > 0) {
+      await new Promise<void>((resolve) => setImmediate(resolve));
+      signal?.throwIfAborted();
+    }
     hash.update(bytes.subarray(at, at + piece));
   }
   return hash.digest('hex');

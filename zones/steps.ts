@@ -19,15 +19,19 @@ export function runNow<T>(steps: Steps<T>): T {
  * Runs the steps, returning to the event loop whenever `sliceMs` has passed
  * since the last return: pending I/O (a query, a timer) waits at most about
  * one slice plus one step. setImmediate, not a resolved promise, so that I/O
- * callbacks really run in between.
+ * callbacks really run in between. An aborted `signal` stops it at the next
+ * return to the loop, throwing the signal's reason: a server shutting down
+ * does not finish loading a zone first.
  */
-export async function runSliced<T>(steps: Steps<T>, sliceMs = 5): Promise<T> {
+export async function runSliced<T>(steps: Steps<T>, sliceMs = 5, signal?: AbortSignal): Promise<T> {
+  signal?.throwIfAborted();
   let until = performance.now() + sliceMs;
   for (;;) {
     const r = steps.next();
     if (r.done) return r.value;
     if (performance.now() >= until) {
       await new Promise<void>((resolve) => setImmediate(resolve));
+      signal?.throwIfAborted();
       until = performance.now() + sliceMs;
     }
   }
