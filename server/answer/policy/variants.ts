@@ -66,13 +66,19 @@ export function smoothOrder(counts: readonly number[]): number[] {
  * `pick mod length`); when that exceeds `cap` the length is max(cap, k4, k6)
  * and a family whose count does not divide it is off by at most one slot.
  */
+/** The empty list of an answer set, shared: answers are never modified once made. */
+const NONE: readonly never[] = Object.freeze([]);
+
 export function combineFamilies(v4: readonly (readonly string[])[], v6: readonly (readonly string[])[], cap: number): AnswerSet[] {
   const k4 = Math.max(1, v4.length);
   const k6 = Math.max(1, v6.length);
   let n = lcm(k4, k6);
   if (n > cap) n = Math.max(cap, k4, k6);
   const out: AnswerSet[] = [];
-  for (let i = 0; i < n; i++) out.push({ v4: [...(v4[i % k4] ?? [])], v6: [...(v6[i % k6] ?? [])], srv: [], mx: [] });
+  // The families' lists are read-only and stay with the answer: shared, not copied. A burst of
+  // a thousand changes keeps every answer it makes until the next, and each object costs a copy
+  // in every scavenge it lives through.
+  for (let i = 0; i < n; i++) out.push({ v4: v4[i % k4] ?? NONE, v6: v6[i % k6] ?? NONE, srv: NONE, mx: NONE });
   return out;
 }
 
