@@ -7,13 +7,14 @@
 // the service that moved (neither its local health nor an override changed,
 // so only the recompute can say so).
 
-import t from 'tap';
+import t, { type Test } from 'tap';
 import { EventEmitter } from 'node:events';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pino } from 'pino';
 import { loadConfig } from '../zones/load.js';
+import type { CompiledConfig } from '../zones/zone.js';
 import { Engine, type AnswerChange, type ServiceState } from '../server/engine.js';
 import { LocalStore } from '../probes/replication/local-store.js';
 import type { AuditEntry, HealthStore, NodeIdentity, NodeReport, Override, StoreEvents, Verdict } from '../probes/replication/types.js';
@@ -104,7 +105,6 @@ ${Array.from(
       - { name: b, addresses: ["10.2.${i}.2"], priority: 2 }`,
 ).join('\n')}
 `;
-const YAML = yaml(SERVICES);
 
 function comparable(s: ServiceState): unknown {
   return { name: s.name, answer: s.answer, ttl: s.ttl, degraded: s.degraded, failedOpen: s.failedOpen, members: s.members.map((m) => [m.member, m.family, m.status, m.held]) };
@@ -116,14 +116,20 @@ function report(node: string, lastSeen: number, down: readonly string[]): NodeRe
   return { node, pop: 'two', lastSeen, verdicts, served: new Map() };
 }
 
-t.test('remote verdicts and a remote node going stale: answers as from scratch, the moved service listed', async (t) => {
+/** A config of `services` services in a temporary directory, and an engine on it with a ScriptedStore; both go at teardown. */
+async function engineOn(t: Test, services: number, recomputeChunk?: number): Promise<{ dir: string; config: CompiledConfig; store: ScriptedStore; engine: Engine }> {
   const dir = mkdtempSync(join(tmpdir(), 'vigil-churn-engine-'));
   t.teardown(() => rmSync(dir, { recursive: true, force: true }));
-  writeFileSync(join(dir, 'vigil.yaml'), YAML);
+  writeFileSync(join(dir, 'vigil.yaml'), yaml(services));
   const { config } = await loadConfig(join(dir, 'vigil.yaml'));
   const store = new ScriptedStore(config.operations.replication.node);
-  const engine = new Engine(config, { store, logger: pino({ level: 'silent' }) });
+  const engine = new Engine(config, { store, logger: pino({ level: 'silent' }), ...(recomputeChunk !== undefined ? { recomputeChunk } : {}) });
   t.teardown(() => engine.close());
+  return { dir, config, store, engine };
+}
+
+t.test('remote verdicts and a remote node going stale: answers as from scratch, the moved service listed', async (t) => {
+  const { config, store, engine } = await engineOn(t, SERVICES);
 
   const sameAsFresh = async (when: string): Promise<void> => {
     const fresh = new ScriptedStore(config.operations.replication.node);
@@ -193,14 +199,8 @@ t.test('remote verdicts and a remote node going stale: answers as from scratch, 
 });
 
 t.test('a large recompute spread over turns: answers committed all at once, equal to a computation from scratch', async (t) => {
-  const dir = mkdtempSync(join(tmpdir(), 'vigil-churn-engine-'));
-  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
-  writeFileSync(join(dir, 'vigil.yaml'), YAML);
-  const { config } = await loadConfig(join(dir, 'vigil.yaml'));
-  const store = new ScriptedStore(config.operations.replication.node);
   // Three services per turn: a burst of all ten takes four turns to compute.
-  const engine = new Engine(config, { store, logger: pino({ level: 'silent' }), recomputeChunk: 3 });
-  t.teardown(() => engine.close());
+  const { config, store, engine } = await engineOn(t, SERVICES, 3);
   const answers = (): string[] => engine.state().services.map((s) => s.answer);
   const initial = answers();
   t.ok(initial.every((a, i) => a === `v4=10.2.${i}.1`), 'every primary serves');
@@ -247,14 +247,8 @@ t.test('a large recompute spread over turns: answers committed all at once, equa
 });
 
 t.test("a burst of answer changes is reported a slice per turn after the swap, each service's epochs in order", async (t) => {
-  const dir = mkdtempSync(join(tmpdir(), 'vigil-churn-engine-'));
-  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
   const N = 250;
-  writeFileSync(join(dir, 'vigil.yaml'), yaml(N));
-  const { config } = await loadConfig(join(dir, 'vigil.yaml'));
-  const store = new ScriptedStore(config.operations.replication.node);
-  const engine = new Engine(config, { store, logger: pino({ level: 'silent' }) });
-  t.teardown(() => engine.close());
+  const { dir, store, engine } = await engineOn(t, N);
 
   // Numbers the turns of the event loop, to say which turn each report came in.
   let turn = 0;
@@ -333,13 +327,7 @@ t.test("a burst of answer changes is reported a slice per turn after the swap, e
 });
 
 t.test('a reload at any turn of a spread recompute, or none: the snapshot served holds the answers reported', async (t) => {
-  const dir = mkdtempSync(join(tmpdir(), 'vigil-churn-engine-'));
-  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
-  writeFileSync(join(dir, 'vigil.yaml'), YAML);
-  const { config } = await loadConfig(join(dir, 'vigil.yaml'));
-  const store = new ScriptedStore(config.operations.replication.node);
-  const engine = new Engine(config, { store, logger: pino({ level: 'silent' }), recomputeChunk: 3 });
-  t.teardown(() => engine.close());
+  const { config, engine } = await engineOn(t, SERVICES, 3);
   /** What the served snapshot answers for each service, as "v4=..." like state()'s answer. */
   const served = (): string[] =>
     engine.state().services.map((s) => {
