@@ -273,3 +273,22 @@ ns1 A 192.0.2.1
   t.equal(d.errors.length, 1);
   t.equal(d.errors[0]!.message, 'vigil.yaml:4:13: zones[1].origin: zone example.test. is already defined by zones[0] (line 2)');
 });
+
+t.test('a compiled zone keeps its rdatas in shared slabs, byte for byte', async (t) => {
+  const lines = ['$TTL 300', '@ SOA ns1 hostmaster 1 7200 3600 1209600 300', '@ NS ns1', 'ns1 A 192.0.2.1'];
+  for (let i = 0; i < 5000; i++) lines.push(`h${i} A 10.0.${i >> 8}.${i & 255}`, `h${i} TXT "record ${i}"`);
+  // One rdata above a quarter of a slab (16 KiB): it keeps a buffer of its own.
+  lines.push(`big TXT ${Array.from({ length: 80 }, () => `"${'x'.repeat(250)}"`).join(' ')}`);
+  const text = `${lines.join('\n')}\n`;
+  const records = parseZone(text, 'slab.test.', 'slab.zone');
+  const r = compileText(text, 'slab.test.', 'slab.zone');
+  t.same(r.errors, []);
+  const rdatas = [...r.value!.nodes.values()].flatMap((node) => [...node.rrsets.values()].flatMap((rr) => [...rr.rdatas]));
+  t.equal(rdatas.length, records.length, 'every record kept');
+  const buffers = new Set(rdatas.map((rd) => rd.buffer));
+  t.ok(buffers.size <= 6, `${rdatas.length} rdatas in ${buffers.size} buffers`);
+  const hex = (xs: readonly Uint8Array[]): string[] => xs.map((x) => Buffer.from(x.buffer, x.byteOffset, x.byteLength).toString('hex')).sort();
+  t.same(hex(rdatas), hex(records.map((rec) => rec.rdata)), 'the bytes are the parsed ones');
+  const big = rdatas.find((rd) => rd.byteLength > 16 * 1024)!;
+  t.same([big.byteOffset, big.buffer.byteLength], [0, big.byteLength], 'the large rdata has a buffer of its own');
+});

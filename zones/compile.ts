@@ -85,6 +85,41 @@ function holds(set: RRsetBuilder, rdata: Uint8Array): boolean {
   return false;
 }
 
+/** Bytes per shared slab of rdata (RdataSlabs); an rdata above a quarter of it keeps its own buffer. */
+const SLAB_BYTES = 64 * 1024;
+
+/**
+ * The rdatas a zone keeps, copied into shared slabs. The parser makes each
+ * rdata with an ArrayBuffer of its own, about 80 bytes of heap per record
+ * on top of the typed array, for 10-50 bytes of data; views into one 64 KiB
+ * slab share that. Rdata is never written once compiled, and every reader
+ * goes through byteOffset and byteLength.
+ */
+class RdataSlabs {
+  private slab = new Uint8Array(0);
+  private used = 0;
+
+  keep(rdata: Uint8Array): Uint8Array {
+    const n = rdata.byteLength;
+    if (n > SLAB_BYTES / 4) return rdata;
+    if (this.used + n > this.slab.byteLength) {
+      this.slab = new Uint8Array(SLAB_BYTES);
+      this.used = 0;
+    }
+    const out = this.slab.subarray(this.used, this.used + n);
+    out.set(rdata);
+    this.used += n;
+    return out;
+  }
+
+  /** An array of exactly these rdatas: one grown by push holds room for 17 (150 bytes) however few it has. */
+  keepAll(rdatas: readonly Uint8Array[]): Uint8Array[] {
+    const out = new Array<Uint8Array>(rdatas.length);
+    for (let i = 0; i < rdatas.length; i++) out[i] = this.keep(rdatas[i]!);
+    return out;
+  }
+}
+
 const at = (where: SourceLocation): { file: string; line: number } => ({ file: where.file, line: where.line });
 const rrName = (owner: string, type: number): string => `${formatName(owner)} ${typeName(type)}`;
 
@@ -244,12 +279,13 @@ export function* compileZoneSteps(input: ZoneInput): Steps<CompileResult<Zone>> 
   if (errors.length || !soaSet) return { value: undefined, errors, warnings };
 
   const nodes = new Map<string, ZoneNode>();
+  const slabs = new RdataSlabs();
   for (const [owner, types] of owners) {
     if (++n % STEP === 0) yield;
     // The builders' Map becomes the node's: one Map fewer per name to allocate
     // (and to collect) in a zone of a million names.
     const rrsets = types as Map<number, RRsetBuilder | RRset>;
-    for (const [type, b] of types) rrsets.set(type, { owner, type, ttl: b.ttl, rdatas: b.rdatas });
+    for (const [type, b] of types) rrsets.set(type, { owner, type, ttl: b.ttl, rdatas: slabs.keepAll(b.rdatas) });
     nodes.set(owner, { owner, rrsets: rrsets as Map<number, RRset>, isCut: cuts.has(owner) });
   }
   // Empty non-terminals: names that exist only because something lives below them
