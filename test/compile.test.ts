@@ -291,4 +291,14 @@ t.test('a compiled zone keeps its rdatas in shared slabs, byte for byte', async 
   t.same(hex(rdatas), hex(records.map((rec) => rec.rdata)), 'the bytes are the parsed ones');
   const big = rdatas.find((rd) => rd.byteLength > 16 * 1024)!;
   t.same([big.byteOffset, big.buffer.byteLength], [0, big.byteLength], 'the large rdata has a buffer of its own');
+
+  // A small zone's slab is the size of its rdatas, not 64 KiB: a config may hold thousands of such zones.
+  const small = compileText('$TTL 300\n@ SOA ns1 hostmaster 1 7200 3600 1209600 300\n@ NS ns1\nns1 A 192.0.2.1\nwww A 192.0.2.2\n', 'small.test.', 'small.zone');
+  const smallRdatas = [...small.value!.nodes.values()].flatMap((node) => [...node.rrsets.values()].flatMap((rr) => [...rr.rdatas]));
+  const smallBuffers = new Set(smallRdatas.map((rd) => rd.buffer));
+  t.same(
+    [smallBuffers.size, [...smallBuffers][0]!.byteLength],
+    [1, smallRdatas.reduce((n, rd) => n + rd.byteLength, 0)],
+    'a small zone: one buffer, exactly as large as its rdatas',
+  );
 });

@@ -99,13 +99,18 @@ class RdataSlabs {
   private slab = new Uint8Array(0);
   private used = 0;
 
+  /** `bytes`: how much all the rdatas to keep hold, so that a small zone's slab is no bigger than the zone. */
+  constructor(private bytes: number) {}
+
   keep(rdata: Uint8Array): Uint8Array {
     const n = rdata.byteLength;
     if (n > SLAB_BYTES / 4) return rdata;
     if (this.used + n > this.slab.byteLength) {
-      this.slab = new Uint8Array(SLAB_BYTES);
+      // A config of thousands of small zones must not cost 64 KiB each.
+      this.slab = new Uint8Array(Math.max(n, Math.min(SLAB_BYTES, this.bytes)));
       this.used = 0;
     }
+    this.bytes -= n;
     const out = this.slab.subarray(this.used, this.used + n);
     out.set(rdata);
     this.used += n;
@@ -141,6 +146,8 @@ export function* compileZoneSteps(input: ZoneInput): Steps<CompileResult<Zone>> 
 
   // owner -> type -> RRset under construction, in first-seen order.
   const owners = new Map<string, Map<number, RRsetBuilder>>();
+  /** Bytes of the rdatas kept: what their slabs must hold (RdataSlabs). */
+  let rdataBytes = 0;
   for (const rec of input.records) {
     if (++n % STEP === 0) yield;
     const owner = lowerKey(rec.owner);
@@ -178,6 +185,7 @@ export function* compileZoneSteps(input: ZoneInput): Steps<CompileResult<Zone>> 
     if (holds(set, rec.rdata)) continue;
     set.rdatas.push(rec.rdata);
     set.wheres.push(rec.where);
+    if (rec.rdata.byteLength <= SLAB_BYTES / 4) rdataBytes += rec.rdata.byteLength;
   }
 
   // SOA: exactly one, at the apex.
@@ -279,7 +287,7 @@ export function* compileZoneSteps(input: ZoneInput): Steps<CompileResult<Zone>> 
   if (errors.length || !soaSet) return { value: undefined, errors, warnings };
 
   const nodes = new Map<string, ZoneNode>();
-  const slabs = new RdataSlabs();
+  const slabs = new RdataSlabs(rdataBytes);
   for (const [owner, types] of owners) {
     if (++n % STEP === 0) yield;
     // The builders' Map becomes the node's: one Map fewer per name to allocate
