@@ -43,7 +43,7 @@ import { pino } from 'pino';
 import { startDaemon, type Daemon } from '../../server/daemon.js';
 import { newQueryInfo, respond } from '../../server/answer/respond.js';
 import type { Engine } from '../../server/engine.js';
-import { churnArgs, probeListeners, waitUntilUp, writeChurnSetup, type ChurnProbe } from './setup.js';
+import { CHURN_OPTIONS, churnArgs, probeListeners, waitUntilUp, writeChurnSetup, type ChurnProbe } from './setup.js';
 import { intArg, UsageError } from '../args.js';
 
 const USAGE = `usage: node dist/bench/churn/burst-profile.js [options]
@@ -72,27 +72,23 @@ interface Options {
 function options(): Options {
   const { values } = parseArgs({
     options: {
-      services: { type: 'string' },
-      flips: { type: 'string' },
-      slices: { type: 'string' },
+      ...CHURN_OPTIONS,
       seconds: { type: 'string' },
       idle: { type: 'string' },
-      probe: { type: 'string' },
       'no-refill': { type: 'boolean', default: false },
       profile: { type: 'string' },
       top: { type: 'string' },
-      help: { type: 'boolean', short: 'h', default: false },
     },
   });
   if (values.help === true) {
     process.stdout.write(`${USAGE}\n`);
     process.exit(0);
   }
-  const { services, flips, probe } = churnArgs(values, (n) => n, 1);
+  const { services, flips, slices, probe } = churnArgs(values, (n) => n, 1);
   return {
     services,
     flips,
-    slices: intArg(values.slices, 'slices', 1, 1),
+    slices,
     seconds: intArg(values.seconds, 'seconds', 10, 1),
     idle: intArg(values.idle, 'idle', 3, 0),
     probe,

@@ -17,7 +17,7 @@ import { pino } from 'pino';
 import { startDaemon, type Daemon } from '../../server/daemon.js';
 import { Churner } from './churner.js';
 import { DnsperfFailed, runDnsperf, type DnsperfResult } from './dnsperf.js';
-import { churnArgs, probeListeners, waitUntilUp, writeChurnSetup, type ChurnProbe } from './setup.js';
+import { CHURN_OPTIONS, churnArgs, probeListeners, waitUntilUp, writeChurnSetup, type ChurnProbe } from './setup.js';
 import { intArg, UsageError } from '../args.js';
 
 const USAGE = `usage: node dist/bench/churn/churn.js [options]
@@ -50,30 +50,26 @@ interface Options {
 function options(): Options {
   const { values } = parseArgs({
     options: {
+      ...CHURN_OPTIONS,
       duration: { type: 'string' },
       rounds: { type: 'string' },
-      flips: { type: 'string' },
-      services: { type: 'string' },
-      slices: { type: 'string' },
       clients: { type: 'string' },
-      probe: { type: 'string' },
       port: { type: 'string' },
       'no-pin': { type: 'boolean', default: false },
       windows: { type: 'string' },
-      help: { type: 'boolean', short: 'h', default: false },
     },
   });
   if (values.help === true) {
     process.stdout.write(`${USAGE}\n`);
     process.exit(0);
   }
-  const { services, flips, probe } = churnArgs(values, (n) => Math.min(1000, n), 0);
+  const { services, flips, slices, probe } = churnArgs(values, (n) => Math.min(1000, n), 0);
   return {
     durationS: intArg(values.duration, 'duration', 10, 1),
     rounds: intArg(values.rounds, 'rounds', 3, 1),
     flips,
     services,
-    slices: intArg(values.slices, 'slices', 1, 1),
+    slices,
     clients: intArg(values.clients, 'clients', 4, 1),
     probe,
     port: intArg(values.port, 'port', 0, 0),

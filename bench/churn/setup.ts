@@ -11,21 +11,31 @@ import { intArg, UsageError } from '../args.js';
 
 export type ChurnProbe = 'tcp' | 'none';
 
+/** The parseArgs specs of the options every churn script takes (churnArgs reads them); each adds its own beside. */
+export const CHURN_OPTIONS = {
+  services: { type: 'string' },
+  flips: { type: 'string' },
+  slices: { type: 'string' },
+  probe: { type: 'string' },
+  help: { type: 'boolean', short: 'h', default: false },
+} as const;
+
 /**
- * --services, --flips and --probe, which every churn script takes alike: at
- * most one flip per service (each flip is one service's primary).
+ * --services, --flips, --slices and --probe, which every churn script takes
+ * alike: at most one flip per service (each flip is one service's primary).
  */
 export function churnArgs(
-  values: { readonly services?: string | undefined; readonly flips?: string | undefined; readonly probe?: string | undefined },
+  values: { readonly services?: string | undefined; readonly flips?: string | undefined; readonly slices?: string | undefined; readonly probe?: string | undefined },
   flipsDefault: (services: number) => number,
   flipsMin: number,
-): { services: number; flips: number; probe: ChurnProbe } {
+): { services: number; flips: number; slices: number; probe: ChurnProbe } {
   const services = intArg(values.services, 'services', 1000, 1);
+  const slices = intArg(values.slices, 'slices', 1, 1);
   const flips = intArg(values.flips, 'flips', flipsDefault(services), flipsMin);
   if (flips > services) throw new UsageError(`--flips ${flips} is more than --services ${services}: each flip is one service's primary`);
   const probe = values.probe ?? 'tcp';
   if (probe !== 'tcp' && probe !== 'none') throw new UsageError(`--probe must be tcp or none, got "${probe}"`);
-  return { services, flips, probe };
+  return { services, flips, slices, probe };
 }
 
 export interface ChurnSetupOptions {
